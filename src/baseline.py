@@ -1,0 +1,83 @@
+"""TF-IDF + logistic regression on the same folds: the classical reference for every CV figure.
+
+    python src/baseline.py [--set key=value ...]
+"""
+import argparse
+import time
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline, make_union
+
+from artifacts import ExperimentDir, write_yaml
+from cli import run_cli
+from config import load_config
+from experiment import assemble, check_same_settings, prepare
+from metrics import score, selection_metric
+
+BASELINE_KEYS = {"C": 10.0, "max_features": 200000}
+
+
+def tfidf_model(task, C, max_features):
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=max_features),
+    )
+    clf = LogisticRegression(C=C, max_iter=2000)
+    return make_pipeline(features, clf if task == "single" else OneVsRestClassifier(clf))
+
+
+def logits_of(model, task, texts):
+    if task == "single":
+        return model.predict_log_proba(texts)
+    p = np.clip(model.predict_proba(texts), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def run_baseline(cfg):
+    comp, folds = prepare(cfg)
+    metric = selection_metric(cfg["metric"], comp.task)
+    exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    check_same_settings(exp, cfg)
+    write_yaml(exp.root / "config.yaml", cfg)
+    train_texts, test_texts = np.array(comp.train_texts, dtype=object), np.array(comp.test_texts, dtype=object)
+    for k in range(cfg["n_folds"]):
+        if exp.fold_done(k):
+            continue
+        started = time.time()
+        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        model = tfidf_model(comp.task, cfg["C"], cfg["max_features"]).fit(train_texts[tr], comp.y[tr])
+        full = np.full((len(va), len(comp.classes)), -30.0) if comp.task == "single" else None
+        valid_logits = expand(logits_of(model, comp.task, train_texts[va]), model, comp, full)
+        test_logits = expand(logits_of(model, comp.task, test_texts), model, comp,
+                             np.full((len(test_texts), len(comp.classes)), -30.0) if comp.task == "single" else None)
+        scores = score(comp.task, comp.y[va], valid_logits)
+        result = {"fold": k, **scores, "seconds": round(time.time() - started, 1), "init": "tfidf"}
+        exp.save_fold(k, [comp.train_ids[i] for i in va], valid_logits, test_logits, result)
+        print(f"fold {k}: {metric} {scores[metric]:.4f} ({result['seconds']:.0f}s)")
+    return assemble(cfg, comp, folds, exp, metric, "tfidf")
+
+
+def expand(logits, model, comp, full):
+    """Single-label: put the classes seen in this fold's training rows into the full class columns."""
+    if full is None:
+        return logits
+    full[:, model.classes_] = logits
+    return full
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override keys (n_folds, seed, input_dir, ... and {', '.join(BASELINE_KEYS)})")
+    args = parser.parse_args()
+    cfg = load_config(None, ["name=tfidf-baseline"] + args.set, extra_keys=BASELINE_KEYS)
+    for key, default in BASELINE_KEYS.items():
+        cfg[key] = type(default)(cfg.get(key, default))
+    run_baseline(cfg)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,28 @@
+"""Shared CLI plumbing: clean one-line errors with exit status 2, Ctrl-C as one line."""
+import sys
+
+
+def run_cli(main):
+    from config import UserError
+    try:
+        return main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished folds are kept; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+
+
+def parse_folds(text, n_folds):
+    if text in (None, "all"):
+        return None
+    from config import UserError
+    try:
+        folds = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--folds expects a list like 0,2 or 'all', got '{text}'")
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise UserError(f"--folds {bad} out of range for n_folds={n_folds}")
+    return folds

@@ -1,0 +1,116 @@
+"""Experiment configs: flat YAML, defaults, `--set key=value` overrides."""
+import difflib
+from pathlib import Path
+
+import yaml
+
+
+class UserError(Exception):
+    """A problem the user can fix; CLIs print it as one line and exit 2."""
+
+
+DEFAULTS = {
+    "name": "experiment",
+    "backbone": "splade-tiny",
+    "init": "pretrained",          # pretrained | itpt | path to a checkpoint folder
+    "max_len": 256,
+    "truncation": "head_tail",     # head | tail | head_tail | hierarchical
+    "head_tokens": 128,            # head part of head_tail at max_len 512, scaled for others
+    "chunk_pool": "mean",          # mean | max | attention (hierarchical only)
+    "max_chunks": 4,
+    "pooling": "cls",              # cls | mean | max | last4_concat | last4_max | attention
+    "dropout": 0.1,
+    "lr": 2e-5,
+    "llrd_decay": 0.95,
+    "head_lr": 1e-3,
+    "weight_decay": 0.01,
+    "scheduler": "linear",         # linear | cosine
+    "warmup_ratio": 0.1,
+    "epochs": 3,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "grad_accum": 1,
+    "max_grad_norm": 1.0,
+    "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
+    "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc
+    "amp": "auto",                 # auto (bf16/fp16 on CUDA) | none
+    "n_folds": 5,
+    "seed": 42,
+    "max_train_rows": 0,           # 0: all rows; N: train on a stratified-by-fold subsample (quick trials)
+    "input_dir": "input",
+    "models_dir": "models",
+    "data_config": "configs/data.yaml",
+}
+
+CHOICES = {
+    "truncation": ("head", "tail", "head_tail", "hierarchical"),
+    "chunk_pool": ("mean", "max", "attention"),
+    "pooling": ("cls", "mean", "max", "last4_concat", "last4_max", "attention"),
+    "scheduler": ("linear", "cosine"),
+    "metric": ("auto", "accuracy", "macro_f1", "log_loss", "micro_f1", "roc_auc"),
+    "amp": ("auto", "none"),
+}
+
+
+def check_keys(given, valid, where):
+    unknown = [k for k in given if k not in valid]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(valid), n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise UserError(f"{where}: unknown key {', '.join(hints)}; valid keys: {', '.join(sorted(valid))}")
+
+
+def parse_value(text):
+    """`--set` values are parsed as YAML scalars: 2e-5 -> float, 3 -> int, true -> bool."""
+    value = yaml.safe_load(text)
+    if isinstance(text, str) and isinstance(value, str):
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value
+
+
+def coerce(cfg):
+    for key, default in DEFAULTS.items():
+        value = cfg[key]
+        if isinstance(default, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                cfg[key] = float(value)
+            except ValueError:
+                raise UserError(f"config key '{key}' must be a number, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            try:
+                cfg[key] = int(value)
+            except (TypeError, ValueError):
+                raise UserError(f"config key '{key}' must be an integer, got {value!r}")
+    for key, allowed in CHOICES.items():
+        if cfg[key] not in allowed:
+            raise UserError(f"config key '{key}' is {cfg[key]!r}; choose one of: {', '.join(allowed)}")
+    return cfg
+
+
+def load_config(path=None, overrides=(), extra_keys=()):
+    """Defaults <- YAML file <- `key=value` overrides. `extra_keys` are accepted and kept as-is."""
+    cfg = dict(DEFAULTS)
+    valid = set(DEFAULTS) | set(extra_keys)
+    if path:
+        path = Path(path)
+        if not path.exists():
+            raise UserError(f"config file {path} not found; see configs/ for examples")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: expected a flat mapping of key: value")
+        check_keys(loaded, valid, str(path))
+        cfg.update(loaded)
+        if "name" not in loaded:
+            cfg["name"] = path.stem
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        key, text = item.split("=", 1)
+        check_keys([key], valid, "--set")
+        cfg[key] = parse_value(text)
+    return coerce(cfg)

@@ -1,0 +1,192 @@
+"""Training and prediction loops: length-bucketed dynamic padding, AMP on CUDA, LLRD, best-checkpoint keeping."""
+import math
+import random
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from progress import progress
+
+from metrics import is_better, score
+from optim import build_optimizer, build_scheduler
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def pick_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def amp_dtype(device, setting="auto"):
+    if device.type != "cuda" or setting == "none":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def sequence_length(row):
+    """Tokens of a row: a list of ids, or a list of chunks for hierarchical inputs."""
+    return sum(len(c) for c in row) if row and isinstance(row[0], list) else len(row)
+
+
+class Collator:
+    """Pads a batch to its own longest row (dynamic padding); hierarchical rows pad to (chunks, length)."""
+
+    def __init__(self, pad_id, hierarchical=False):
+        self.pad_id = pad_id
+        self.hierarchical = hierarchical
+
+    def __call__(self, rows):
+        if not self.hierarchical:
+            length = max(len(r) for r in rows)
+            ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), length), dtype=torch.long)
+            for i, r in enumerate(rows):
+                ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+                mask[i, :len(r)] = 1
+            return {"input_ids": ids, "attention_mask": mask}
+        chunks = max(len(r) for r in rows)
+        length = max(len(c) for r in rows for c in r)
+        ids = torch.full((len(rows), chunks, length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), chunks, length), dtype=torch.long)
+        chunk_mask = torch.zeros((len(rows), chunks), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(r):
+                ids[i, j, :len(c)] = torch.tensor(c, dtype=torch.long)
+                mask[i, j, :len(c)] = 1
+                chunk_mask[i, j] = True
+        return {"input_ids": ids, "attention_mask": mask, "chunk_mask": chunk_mask}
+
+
+def bucketed_batches(lengths, batch_size, rng, bucket_batches=50):
+    """Shuffled batches of similar length: shuffle, sort within mega-batches of `bucket_batches` batches,
+    cut, then shuffle the batch order. Returns positions into `lengths`."""
+    order = rng.permutation(len(lengths))
+    mega = batch_size * bucket_batches
+    batches = []
+    for start in range(0, len(order), mega):
+        part = order[start:start + mega]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths, batch_size):
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def to_device(batch, device):
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def predict(model, rows, collate, batch_size, device, dtype=None, desc="predict"):
+    """Logits for `rows` in their given order; batches are length-sorted so padding is minimal."""
+    model.eval()
+    lengths = np.array([sequence_length(r) for r in rows])
+    out = np.zeros((len(rows), model.classifier.out_features), dtype=np.float32)
+    for idx in progress(sorted_batches(lengths, batch_size), desc=desc, unit="batch", leave=False):
+        batch = to_device(collate([rows[i] for i in idx]), device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch)
+        out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def loss_function(task):
+    return nn.CrossEntropyLoss() if task == "single" else nn.BCEWithLogitsLoss()
+
+
+def targets_for(task, y, idx, device):
+    t = torch.as_tensor(y[idx])
+    return (t.long() if task == "single" else t.float()).to(device)
+
+
+class FoldTrainer:
+    """Fine-tunes one model on one fold; keeps the best checkpoint by the selection metric."""
+
+    def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None):
+        self.cfg, self.model, self.task, self.metric = cfg, model, task, metric
+        self.device = device or pick_device()
+        self.dtype = amp_dtype(self.device, cfg["amp"])
+        self.collate = Collator(pad_id, hierarchical=cfg["truncation"] == "hierarchical")
+        self.log = log or (lambda record: None)
+        self.on_eval = on_eval  # called with (step, score): tune.py reports to Optuna and may prune
+        self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
+        self.model.to(self.device)
+
+    def evaluate(self, rows, y, epoch, step, train_loss):
+        logits = predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, "evaluate")
+        scores = score(self.task, y, logits)
+        improved = is_better(self.metric, scores[self.metric], self.best_score)
+        if improved:
+            self.best_score, self.best_scores, self.best_valid_logits = scores[self.metric], scores, logits
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.log({"epoch": epoch, "step": step, "train_loss": train_loss, **scores, "best": improved})
+        if self.on_eval:
+            self.on_eval(step, scores[self.metric])
+        self.model.train()
+        return scores
+
+    def fit(self, train_rows, train_y, valid_rows, valid_y):
+        cfg, model, device = self.cfg, self.model, self.device
+        rng = np.random.default_rng(cfg["seed"])
+        lengths = np.array([sequence_length(r) for r in train_rows])
+        batches_per_epoch = math.ceil(len(train_rows) / cfg["batch_size"])
+        steps_per_epoch = math.ceil(batches_per_epoch / cfg["grad_accum"])
+        total = steps_per_epoch * cfg["epochs"]
+        optimizer = build_optimizer(model, cfg)
+        scheduler = build_scheduler(optimizer, cfg, total)
+        scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
+        loss_fn = loss_function(self.task)
+        step, evaluated_at = 0, -1
+        model.train()
+        for epoch in range(cfg["epochs"]):
+            batches = bucketed_batches(lengths, cfg["batch_size"], rng)
+            bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch", leave=False)
+            running, seen, start = 0.0, 0, time.time()
+            for i, idx in enumerate(bar):
+                batch = to_device(self.collate([train_rows[j] for j in idx]), device)
+                with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                    logits = model(**batch)
+                loss = loss_fn(logits.float(), targets_for(self.task, train_y, idx, device))
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"training loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
+                                           f"lower lr (now {cfg['lr']}) or head_lr (now {cfg['head_lr']})")
+                scaler.scale(loss / cfg["grad_accum"]).backward()
+                running += loss.item() * len(idx)
+                seen += len(idx)
+                if (i + 1) % cfg["grad_accum"] == 0 or i + 1 == len(batches):
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"])
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    step += 1
+                    bar.set_postfix(loss=f"{running / seen:.4f}", rows_s=f"{seen / (time.time() - start):.0f}", refresh=False)
+                    if cfg["eval_every"] and step % cfg["eval_every"] == 0:
+                        self.evaluate(valid_rows, valid_y, epoch + 1, step, running / seen)
+                        evaluated_at = step
+            if not cfg["eval_every"] or (epoch + 1 == cfg["epochs"] and evaluated_at != step):
+                scores = self.evaluate(valid_rows, valid_y, epoch + 1, step, running / seen)
+                evaluated_at = step
+                print(f"  epoch {epoch + 1}: train loss {running / seen:.4f}, "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                      + f" ({time.time() - start:.0f}s)")
+        model.load_state_dict(self.best_state)
+        return self.best_scores
+
+    def predict(self, rows, desc="predict test"):
+        return predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, desc)

@@ -1,0 +1,152 @@
+"""One experiment = one config run over every fold: tokenise once, train each fold, assemble OOF/test logits."""
+import time
+
+import numpy as np
+import pandas as pd
+
+from artifacts import ExperimentDir, logits_frame, save_weights, write_csv, write_json, write_yaml
+from backbones import load_tokenizer, quiet_transformers, resolve_backbone
+from config import UserError
+from data import load_competition
+from engine import FoldTrainer, pick_device, seed_everything
+from folds import load_or_make_folds
+from metrics import score, selection_metric
+from modeling import build_model, max_positions
+from truncation import build_inputs, tokenize_texts
+
+
+def prepare(cfg):
+    comp = load_competition(cfg["input_dir"], cfg["data_config"])
+    folds = load_or_make_folds(comp, cfg["n_folds"], cfg["seed"], f"{cfg['input_dir']}/folds.csv")
+    return comp, folds
+
+
+def init_checkpoint(cfg):
+    """The weights a model starts from: the backbone's own, or a checkpoint folder (e.g. ITPT's)."""
+    backbone_path = resolve_backbone(cfg["backbone"])
+    if cfg["init"] in ("pretrained", "", None):
+        return backbone_path, backbone_path
+    from pathlib import Path
+    if Path(cfg["init"]).is_dir():
+        return backbone_path, cfg["init"]
+    raise UserError(f"init '{cfg['init']}' is neither 'pretrained' nor an existing checkpoint folder")
+
+
+def check_max_len(cfg, path):
+    limit = max_positions(path)
+    if limit and cfg["max_len"] > limit:
+        raise UserError(f"max_len {cfg['max_len']} exceeds {cfg['backbone']}'s position limit {limit}; "
+                        f"use --set max_len={limit} or truncation=hierarchical")
+
+
+PATH_KEYS = ("input_dir", "models_dir", "data_config")
+
+
+def check_same_settings(exp, cfg):
+    """Finished folds of models/<name>/ must come from the same settings, or their CV would mix runs."""
+    import yaml
+    saved_path = exp.root / "config.yaml"
+    if not saved_path.exists() or not any(exp.fold_done(k) for k in range(cfg["n_folds"])):
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in cfg.items() if k not in PATH_KEYS and saved.get(k) != v]
+    if changed:
+        raise UserError(f"{exp.root} holds folds trained with other settings ({'; '.join(changed[:4])}); "
+                        f"give the experiment a new name (--set name=...) or delete {exp.root} (run.sh --force)")
+
+
+def subsample(train_idx, y, limit, seed):
+    if not limit or len(train_idx) <= limit:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train_idx, size=limit, replace=False))
+
+
+def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True):
+    """Train the folds in `fold_list` (default: all) that are not finished yet; assemble outputs when all are."""
+    quiet_transformers()
+    comp, folds = prepare(cfg)
+    metric = selection_metric(cfg["metric"], comp.task)
+    exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    backbone_path, start_from = init_checkpoint(cfg)
+    check_max_len(cfg, backbone_path)
+    fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
+    todo = [k for k in fold_list if not exp.fold_done(k)]
+    check_same_settings(exp, cfg)
+    write_yaml(exp.root / "config.yaml", cfg)
+    if todo:
+        tokenizer = load_tokenizer(backbone_path)
+        rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.train_texts, "tokenise train"), cfg)
+        test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
+        device = pick_device()
+        print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device}, {cfg['truncation']} "
+              f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
+              f"folds {todo}, selecting by {metric}")
+    for k in todo:
+        started = time.time()
+        train_idx = subsample(np.flatnonzero(folds != k), comp.y, cfg["max_train_rows"], cfg["seed"])
+        valid_idx = np.flatnonzero(folds == k)
+        print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
+        seed_everything(cfg["seed"] + k)
+        model = build_model(cfg, start_from, len(comp.classes))
+        log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
+        trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval)
+        best = trainer.fit([rows[i] for i in train_idx], comp.y[train_idx],
+                           [rows[i] for i in valid_idx], comp.y[valid_idx])
+        test_logits = trainer.predict(test_rows)
+        save_weights(exp.fold(k) / "model.pt", trainer.best_state)
+        result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
+                  "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx))}
+        exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
+        print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
+    if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
+        return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
+    print(f"{cfg['name']}: folds {[k for k in range(cfg['n_folds']) if exp.fold_done(k)]} of {cfg['n_folds']} done; "
+          f"the CV is written when all are")
+    return None
+
+
+def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):
+    """OOF logits aligned with train ids, test logits per fold, metrics.json with the overall CV."""
+    ids = comp.train_ids
+    position = {i: p for p, i in enumerate(ids)}
+    oof = np.zeros((len(ids), len(comp.classes)), dtype=np.float32)
+    filled = np.zeros(len(ids), dtype=bool)
+    test_frames, fold_results = [], []
+    for k in range(cfg["n_folds"]):
+        valid_ids, valid_logits, test_logits, result = exp.load_fold(k)
+        rows = [position[i] for i in valid_ids]
+        if (folds[rows] != k).any():
+            raise UserError(f"{exp.fold(k)} was trained on other folds than {cfg['input_dir']}/folds.csv; "
+                            f"delete {exp.root} to retrain")
+        oof[rows], filled[rows] = valid_logits, True
+        test_frames.append(logits_frame(comp.test_ids, test_logits, comp.classes, fold=k))
+        fold_results.append(result)
+    if not filled.all():
+        raise UserError(f"{exp.root}: OOF logits are missing for {int((~filled).sum())} train rows")
+    overall = score(comp.task, comp.y, oof)
+    write_csv(exp.root / "oof.csv", logits_frame(ids, oof, comp.classes, fold=folds))
+    write_csv(exp.root / "test.csv", pd.concat(test_frames, ignore_index=True))
+    metrics = {"cv": overall[metric], "metric": metric, "scores": overall, "folds": fold_results,
+               "init": start_from, "n_folds": cfg["n_folds"], "task": comp.task,
+               "classes": [str(c) for c in comp.classes], "seconds": round(sum(r.get("seconds", 0) for r in fold_results), 1)}
+    write_json(exp.root / "metrics.json", metrics)
+    if verbose:
+        print_cv_table(cfg["name"], metrics, cfg["models_dir"])
+    return metrics
+
+
+def print_cv_table(name, metrics, models_dir="models"):
+    keys = list(metrics["scores"])
+    print(f"\nCV of {name} (selected by {metrics['metric']}):")
+    print(f"{'':>10} " + " ".join(f"{k:>10}" for k in keys))
+    for r in metrics["folds"]:
+        print(f"{'fold ' + str(r['fold']):>10} " + " ".join(f"{r[k]:>10.4f}" for k in keys))
+    print(f"{'overall':>10} " + " ".join(f"{metrics['scores'][k]:>10.4f}" for k in keys))
+    from pathlib import Path
+    baseline = Path(models_dir) / "tfidf-baseline" / "metrics.json"
+    if baseline.exists() and name != "tfidf-baseline":
+        import json
+        b = json.loads(baseline.read_text())["scores"]
+        print(f"{'tfidf':>10} " + " ".join(f"{b.get(k, float('nan')):>10.4f}" for k in keys))
+    print(f"outputs: {Path(models_dir) / name}/ (metrics.json, oof.csv, test.csv, fold*/)")

@@ -1,0 +1,75 @@
+"""input/folds.csv: one fold assignment shared by every experiment, so OOF logits line up."""
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from config import UserError
+
+
+def make_folds(y, n_folds, seed, groups=None):
+    """Fold index per row. Multi-label y is (n, k) 0/1; single-label y is (n,)."""
+    y = np.asarray(y)
+    fold = np.full(len(y), -1, dtype=np.int64)
+    if groups is not None:
+        strat = y if y.ndim == 1 else y.argmax(1)  # groups + multi-label: stratify on the first label
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(len(y)), strat, groups)
+    elif y.ndim == 2:
+        splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(len(y)), y)
+    else:
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(len(y)), y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # rare classes are reported by warn_rare_classes
+        for k, (_, valid) in enumerate(splits):
+            fold[valid] = k
+    return fold
+
+
+def warn_rare_classes(comp, n_folds):
+    if comp.task != "single":
+        return
+    counts = Counter(comp.y.tolist())
+    rare = [f"{comp.classes[c]} ({n})" for c, n in sorted(counts.items()) if n < n_folds]
+    if rare:
+        print(f"warning: {len(rare)} classes have fewer rows than the {n_folds} folds and will be missing from some "
+              f"validation folds: {', '.join(rare[:10])}{' ...' if len(rare) > 10 else ''}; consider fewer folds "
+              f"(--set n_folds=...) or merging rare classes")
+
+
+def load_or_make_folds(comp, n_folds, seed, path):
+    """Reuse `path` if it exists and matches the data; else write it once (atomically)."""
+    path = Path(path)
+    ids = comp.train_ids
+    if path.exists():
+        folds = pd.read_csv(path, dtype={"id": str})
+        if list(folds.columns[:2]) != ["id", "fold"]:
+            raise UserError(f"{path}: expected columns id,fold; delete it to regenerate")
+        mapping = dict(zip(folds["id"], folds["fold"]))
+        missing = [i for i in ids if i not in mapping]
+        if missing or len(mapping) != len(ids):
+            raise UserError(f"{path} does not match train.csv ({len(missing)} train ids missing, {len(mapping)} vs "
+                            f"{len(ids)} rows): it was made for other data; delete it to regenerate")
+        fold = np.array([mapping[i] for i in ids], dtype=np.int64)
+        if fold.max() + 1 != n_folds:
+            raise UserError(f"{path} has {fold.max() + 1} folds but the config asks for n_folds={n_folds}; "
+                            f"use --set n_folds={fold.max() + 1} or delete {path} to regenerate (older experiments "
+                            f"then no longer line up)")
+        return fold
+    warn_rare_classes(comp, n_folds)
+    fold = make_folds(comp.y, n_folds, seed, comp.groups)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pd.DataFrame({"id": ids, "fold": fold}).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    kind = "StratifiedGroupKFold" if comp.groups is not None else (
+        "MultilabelStratifiedKFold" if comp.task == "multi" else "StratifiedKFold")
+    print(f"folds: wrote {path} ({kind}, {n_folds} folds, seed {seed}, sizes {np.bincount(fold).tolist()})")
+    return fold

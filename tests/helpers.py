@@ -1,0 +1,46 @@
+"""Tiny generated competitions for tests: no ../shared needed."""
+import numpy as np
+import pandas as pd
+
+WORDS = {
+    "sports": "goal match team score league coach player win season cup".split(),
+    "tech": "software chip computer internet data code phone network robot cloud".split(),
+    "money": "market stock bank price profit trade economy shares fund investor".split(),
+}
+FILLER = "the a of and to in on for with at by from today report new".split()
+
+
+def make_texts(n, seed=0, classes=("sports", "tech", "money"), min_words=6, max_words=20):
+    rng = np.random.default_rng(seed)
+    labels = [classes[i % len(classes)] for i in range(n)]
+    rng.shuffle(labels)
+    texts = []
+    for lab in labels:
+        k = int(rng.integers(min_words, max_words))
+        words = [rng.choice(WORDS[lab]) if rng.random() < 0.5 else rng.choice(FILLER) for _ in range(k)]
+        texts.append(" ".join(words))
+    return texts, labels
+
+
+def write_competition(folder, n_train=120, n_test=30, seed=0, multilabel=False, groups=False):
+    """train.csv (id, title, body, label), test.csv, sample_submission.csv in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts, labels = make_texts(n_train + n_test, seed)
+    ids = [f"r{i:04d}" for i in range(n_train + n_test)]
+    titles = [t.split()[0] for t in texts]
+    train = pd.DataFrame({"id": ids[:n_train], "title": titles[:n_train], "body": texts[:n_train]})
+    test = pd.DataFrame({"id": ids[n_train:], "title": titles[n_train:], "body": texts[n_train:]})
+    if multilabel:
+        rng = np.random.default_rng(seed + 1)
+        for c in WORDS:
+            train[c] = [int(lab == c or rng.random() < 0.2) for lab in labels[:n_train]]
+        sample = pd.DataFrame({"id": test["id"], **{c: 0.5 for c in WORDS}})
+    else:
+        train["label"] = labels[:n_train]
+        sample = pd.DataFrame({"id": test["id"], "label": labels[0]})
+    if groups:
+        train["author"] = [f"g{i // 4}" for i in range(n_train)]
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    return folder
