@@ -3,6 +3,7 @@
 #   bash run.sh            set-up, (demo data if input/ is empty), folds, baseline, k-fold training, ensemble
 #   bash run.sh --force    the same, retraining every listed experiment from scratch
 #   bash run.sh test       the test suite (extra arguments go to pytest)
+#   bash run.sh tune CONFIG --trials 20   Optuna search of lr / llrd_decay (see src/tune.py)
 #   bash run.sh setup      only create .venv and install requirements
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,9 +25,20 @@ experiments() {  # config paths listed in $1, comments and blank lines skipped
   sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$1" | grep -v '^$' || true
 }
 
+config_name() {
+  "$PY" -c "import sys; sys.path.insert(0, 'src'); from config import load_config; print(load_config(sys.argv[1])['name'])" "$1"
+}
+
 main() {
-  local force=0
-  [ "${1:-}" = "--force" ] && force=1
+  local force=0 params=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --force) force=1 ;;
+      --params) params="$2"; shift ;;
+      *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+  done
   setup
   local list=configs/experiments.txt
   if [ ! -f input/train.csv ]; then
@@ -40,7 +52,7 @@ main() {
   mapfile -t configs < <(experiments "$list")
   if [ "$force" = 1 ]; then
     for cfg in "${configs[@]}"; do
-      name=$("$PY" -c "import sys; sys.path.insert(0, 'src'); from config import load_config; print(load_config(sys.argv[1])['name'])" "$cfg")
+      name=$(config_name "$cfg")
       echo "== --force: removing models/$name"; rm -rf "models/$name"
     done
     rm -rf models/tfidf-baseline
@@ -48,8 +60,10 @@ main() {
   echo "== baseline: TF-IDF + logistic regression (writes input/folds.csv on first use)"
   "$PY" src/baseline.py
   for cfg in "${configs[@]}"; do
-    echo "== train: $cfg"
-    "$PY" src/train.py "$cfg"
+    extra=()
+    if [ "$params" = best ] && [ -f "models/$(config_name "$cfg")/best_params.yaml" ]; then extra=(--params best); fi
+    echo "== train: $cfg ${extra[*]}"
+    "$PY" src/train.py "$cfg" "${extra[@]}"
   done
   echo "== ensemble"
   "$PY" src/ensemble.py
@@ -62,6 +76,7 @@ main() {
 case "${1:-}" in
   setup) setup ;;
   test) shift; setup; "$PY" -m pytest -q "$@" ;;
-  ""|--force) main "$@" ;;
-  *) echo "usage: bash run.sh [--force] | bash run.sh test [pytest args] | bash run.sh setup" >&2; exit 2 ;;
+  tune) shift; setup; "$PY" src/tune.py "$@" ;;
+  ""|--*) main "$@" ;;
+  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh setup" >&2; exit 2 ;;
 esac

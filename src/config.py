@@ -40,6 +40,18 @@ DEFAULTS = {
     "input_dir": "input",
     "models_dir": "models",
     "data_config": "configs/data.yaml",
+    "search_space": {},            # tune.py only: {key: {low, high, log}} or [choices]; train.py ignores it
+    # within-task pre-training (src/itpt.py; `init: itpt` fine-tunes from its checkpoint)
+    "itpt_max_len": 128,           # tokens per MLM sequence (longer texts are cut into several)
+    "itpt_epochs": 1,
+    "itpt_max_steps": 0,           # 0: itpt_epochs decide; N: stop after N optimizer steps
+    "itpt_lr": 5e-5,
+    "itpt_batch_size": 32,
+    "itpt_mlm_probability": 0.15,
+    "itpt_whole_word": False,      # mask whole words instead of word pieces
+    "itpt_include_test": True,     # pre-train on test text too (labels are never used)
+    "itpt_extra_files": [],        # extra in-domain text files, one text per line (IDPT)
+    "itpt_holdout": 0.05,          # share of texts held out to report masked-token loss and perplexity
 }
 
 CHOICES = {
@@ -86,6 +98,15 @@ def coerce(cfg):
                 cfg[key] = int(value)
             except (TypeError, ValueError):
                 raise UserError(f"config key '{key}' must be an integer, got {value!r}")
+        elif isinstance(default, bool):  # `--set x=true` is already a bool; also accept 0/1, "yes"/"no"
+            text = str(value).strip().lower()
+            if not isinstance(value, bool) and text not in ("0", "1", "true", "false", "yes", "no"):
+                raise UserError(f"config key '{key}' must be true or false, got {value!r}")
+            cfg[key] = value if isinstance(value, bool) else text in ("1", "true", "yes")
+        elif isinstance(default, list):  # a single value (e.g. `--set itpt_extra_files=a.txt`) -> [value]
+            cfg[key] = [] if value in (None, "") else [value] if isinstance(value, str) else value
+            if not isinstance(cfg[key], list):
+                raise UserError(f"config key '{key}' must be a list, got {value!r}")
     for key, allowed in CHOICES.items():
         if cfg[key] not in allowed:
             raise UserError(f"config key '{key}' is {cfg[key]!r}; choose one of: {', '.join(allowed)}")

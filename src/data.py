@@ -197,6 +197,9 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
     test = read_table(test_path, s["sep"], s["encoding"], "test data")
     sample = read_table(sample_path, s["sample_sep"], s["encoding"], "sample submission")
 
+    for df, path in ((train, train_path), (test, test_path), (sample, sample_path)):
+        if len(df) == 0:
+            raise UserError(f"{path} has a header but no rows")
     id_col = s["id_column"] or sample.columns[0]
     require_columns(sample, [id_col], sample_path, "id_column")
     require_columns(train, [id_col], train_path, "id_column")

@@ -165,7 +165,7 @@ def choose_weights(task, y, probs, metric):
             "equal_scores": equal_scores, "fitted": fitted, "fitted_scores": fitted_scores}
 
 
-def test_probabilities(task, fold_logits, average):
+def fold_mean_probabilities(task, fold_logits, average):
     """One experiment's test prediction: the mean over folds of probabilities, or of logits then squashed."""
     if average == "logit":
         return probabilities(task, np.mean(fold_logits, axis=0))
@@ -428,7 +428,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     choice = choose_weights(task, y, oof_probs, metric)
     weights = choice["weights"]
     oof = blend(oof_probs, weights)
-    test = blend([test_probabilities(task, e["test"], average) for e in exps], weights)
+    test = blend([fold_mean_probabilities(task, e["test"], average) for e in exps], weights)
 
     rows = [{"name": e["name"], "scores": score_probabilities(task, y, p), "folds": fold_scores(task, y, folds, p)}
             for e, p in zip(exps, oof_probs)]

@@ -21,11 +21,15 @@ def prepare(cfg):
     return comp, folds
 
 
-def init_checkpoint(cfg):
-    """The weights a model starts from: the backbone's own, or a checkpoint folder (e.g. ITPT's)."""
+def init_checkpoint(cfg, comp=None, build=True):
+    """The weights a model starts from: the backbone's own, its ITPT checkpoint (`init: itpt`, pre-trained first
+    when missing unless build=False), or a checkpoint folder. Returns (backbone path, start-from path)."""
     backbone_path = resolve_backbone(cfg["backbone"])
     if cfg["init"] in ("pretrained", "", None):
         return backbone_path, backbone_path
+    if cfg["init"] == "itpt":
+        from pretraining import ensure_checkpoint
+        return backbone_path, ensure_checkpoint(cfg, comp, build=build)
     from pathlib import Path
     if Path(cfg["init"]).is_dir():
         return backbone_path, cfg["init"]
@@ -49,7 +53,9 @@ def check_same_settings(exp, cfg):
     if not saved_path.exists() or not any(exp.fold_done(k) for k in range(cfg["n_folds"])):
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in cfg.items() if k not in PATH_KEYS and saved.get(k) != v]
+    from config import DEFAULTS
+    changed = [f"{k}: {saved.get(k, DEFAULTS.get(k))!r} -> {v!r}" for k, v in cfg.items()
+               if k not in PATH_KEYS and saved.get(k, DEFAULTS.get(k)) != v]
     if changed:
         raise UserError(f"{exp.root} holds folds trained with other settings ({'; '.join(changed[:4])}); "
                         f"give the experiment a new name (--set name=...) or delete {exp.root} (run.sh --force)")
@@ -68,13 +74,14 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True):
     comp, folds = prepare(cfg)
     metric = selection_metric(cfg["metric"], comp.task)
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
-    backbone_path, start_from = init_checkpoint(cfg)
+    backbone_path, start_from = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
     check_max_len(cfg, backbone_path)
     fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
     todo = [k for k in fold_list if not exp.fold_done(k)]
     check_same_settings(exp, cfg)
     write_yaml(exp.root / "config.yaml", cfg)
     if todo:
+        backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
         rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.train_texts, "tokenise train"), cfg)
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)

@@ -63,6 +63,10 @@ def load_or_make_folds(comp, n_folds, seed, path):
                             f"use --set n_folds={fold.max() + 1} or delete {path} to regenerate (older experiments "
                             f"then no longer line up)")
         return fold
+    if len(ids) < 2 * n_folds:
+        raise UserError(f"train.csv has {len(ids)} rows: too few for {n_folds} folds; use --set n_folds=... or more data")
+    if n_folds < 2:
+        raise UserError(f"n_folds must be at least 2 (got {n_folds})")
     warn_rare_classes(comp, n_folds)
     fold = make_folds(comp.y, n_folds, seed, comp.groups)
     path.parent.mkdir(parents=True, exist_ok=True)

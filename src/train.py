@@ -1,12 +1,15 @@
 """Fine-tune one backbone on every fold; leaves OOF and test logits under models/<name>/.
 
-    python src/train.py configs/minilm-l6.yaml [--set key=value ...] [--folds 0,2]
+    python src/train.py configs/minilm-l6.yaml [--set key=value ...] [--folds 0,2] [--params best|PATH.yaml]
 """
 import argparse
+from pathlib import Path
 
+from artifacts import write_yaml
 from cli import parse_folds, run_cli
 from config import load_config
 from experiment import run_experiment
+from tuning import params_overrides, resolve_params
 
 
 def main():
@@ -14,9 +17,18 @@ def main():
     parser.add_argument("config", help="experiment YAML (see configs/)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     parser.add_argument("--folds", default=None, help="folds to train, e.g. 0,2 (default: all)")
+    parser.add_argument("--params", default=None, metavar="best|PATH.yaml",
+                        help="apply tuned values (best: models/<name>/best_params.yaml from tune.py) before --set")
     args = parser.parse_args()
-    cfg = load_config(args.config, args.set)
+    params_path, params = resolve_params(args.params, args.config, args.set) if args.params else (None, {})
+    cfg = load_config(args.config, params_overrides(params) + args.set)
+    cfg.pop("search_space", None)  # tune.py's; not a training setting
+    if params:
+        print(f"params from {params_path}: " + ", ".join(f"{k}={cfg[k]}" for k in params))
     run_experiment(cfg, parse_folds(args.folds, cfg["n_folds"]))
+    if params:
+        write_yaml(Path(cfg["models_dir"]) / cfg["name"] / "params_applied.yaml",
+                   {"from": str(params_path), "params": {k: cfg[k] for k in params}})
 
 
 if __name__ == "__main__":
