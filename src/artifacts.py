@@ -1,4 +1,5 @@
 """Experiment outputs under models/<name>/, each written atomically (temp file, then rename)."""
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -50,6 +51,36 @@ def append_jsonl(path, record):
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+class FolderLock:
+    """An exclusive lock on a models folder (flock: released by the OS even on SIGKILL). A second run on the
+    same experiment is refused instead of interleaving writes with the first."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        from config import UserError
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            owner = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise UserError(f"{self.path.parent} is in use by {owner}; wait for it to finish or stop it first")
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
 
 
 class ExperimentDir:

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline, make_union
 
-from artifacts import ExperimentDir, write_yaml
+from artifacts import ExperimentDir, FolderLock, write_yaml
 from cli import run_cli
 from config import load_config
 from experiment import assemble, check_same_settings, prepare
@@ -40,6 +40,11 @@ def run_baseline(cfg):
     comp, folds = prepare(cfg)
     metric = selection_metric(cfg["metric"], comp.task)
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    with FolderLock(exp.root):
+        return train_baseline(cfg, comp, folds, metric, exp)
+
+
+def train_baseline(cfg, comp, folds, metric, exp):
     check_same_settings(exp, cfg)
     write_yaml(exp.root / "config.yaml", cfg)
     train_texts, test_texts = np.array(comp.train_texts, dtype=object), np.array(comp.test_texts, dtype=object)

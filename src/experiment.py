@@ -4,11 +4,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from artifacts import ExperimentDir, logits_frame, save_weights, write_csv, write_json, write_yaml
+from artifacts import ExperimentDir, FolderLock, logits_frame, save_weights, write_csv, write_json, write_yaml
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from data import load_competition
-from engine import FoldTrainer, pick_device, seed_everything
+from engine import FoldTrainer, TrainingDiverged, pick_device, seed_everything
 from folds import load_or_make_folds
 from metrics import score, selection_metric
 from modeling import build_model, max_positions
@@ -68,12 +68,18 @@ def subsample(train_idx, y, limit, seed):
     return np.sort(rng.choice(train_idx, size=limit, replace=False))
 
 
-def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True):
-    """Train the folds in `fold_list` (default: all) that are not finished yet; assemble outputs when all are."""
+def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=True):
+    """Train the folds in `fold_list` (default: all) that are not finished yet; assemble outputs when all are.
+    A fold whose loss diverges is reported and, with keep_going, the other folds still train."""
     quiet_transformers()
     comp, folds = prepare(cfg)
     metric = selection_metric(cfg["metric"], comp.task)
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    with FolderLock(exp.root):
+        return train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep_going)
+
+
+def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep_going):
     backbone_path, start_from = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
     check_max_len(cfg, backbone_path)
     fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
@@ -89,6 +95,7 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True):
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device}, {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}")
+    diverged = {}
     for k in todo:
         started = time.time()
         train_idx = subsample(np.flatnonzero(folds != k), comp.y, cfg["max_train_rows"], cfg["seed"])
@@ -98,14 +105,25 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True):
         model = build_model(cfg, start_from, len(comp.classes))
         log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
         trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval)
-        best = trainer.fit([rows[i] for i in train_idx], comp.y[train_idx],
-                           [rows[i] for i in valid_idx], comp.y[valid_idx])
+        try:
+            best = trainer.fit([rows[i] for i in train_idx], comp.y[train_idx],
+                               [rows[i] for i in valid_idx], comp.y[valid_idx])
+        except TrainingDiverged as e:
+            if not keep_going:
+                raise
+            diverged[k] = str(e)
+            log({"diverged": str(e)})
+            print(f"fold {k}: diverged ({e}); nothing saved for it, the other folds go on")
+            continue
         test_logits = trainer.predict(test_rows)
         save_weights(exp.fold(k) / "model.pt", trainer.best_state)
         result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
                   "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx))}
         exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
         print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
+    if diverged:
+        raise UserError(f"{exp.root}: fold(s) {sorted(diverged)} diverged (NaN loss): {next(iter(diverged.values()))}; "
+                        f"finished folds are kept, rerun with a lower lr to train the missing ones")
     if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
         return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
     print(f"{cfg['name']}: folds {[k for k in range(cfg['n_folds']) if exp.fold_done(k)]} of {cfg['n_folds']} done; "

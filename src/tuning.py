@@ -321,7 +321,7 @@ def make_objective(cfg, space, fold_list, comp, metric, study_name):
 
         started = time.time()
         try:
-            run_experiment(tcfg, fold_list, on_eval=on_eval, verbose=False)
+            run_experiment(tcfg, fold_list, on_eval=on_eval, verbose=False, keep_going=False)
         except TrainingDiverged as e:
             trial.set_user_attr("diverged", str(e))
             print(f"trial {trial.number} diverged: {e}", flush=True)

@@ -1,0 +1,151 @@
+"""Nothing lost, nothing silently wrong: SIGKILL + resume, determinism, the folder lock, divergence, Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artifacts import FolderLock
+from config import load_config
+from helpers import write_competition
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ("name: tiny\nbackbone: splade-tiny\nmax_len: 32\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
+          "head_lr: 3.0e-3\nepochs: 3\nbatch_size: 16\nn_folds: 2\nseed: 0\n")
+
+
+def make_work(tmp_path, name):
+    work = tmp_path / name
+    write_competition(work / "input", n_train=160, n_test=20, seed=5)
+    (work / "configs").mkdir()
+    (work / "configs" / "tiny.yaml").write_text(CONFIG)
+    return work
+
+
+def train_cmd(*extra):
+    return [sys.executable, str(ROOT / "src" / "train.py"), "configs/tiny.yaml", *extra]
+
+
+def run(work, *extra):
+    return subprocess.run(train_cmd(*extra), cwd=work, capture_output=True, text=True, timeout=600)
+
+
+def oof_logits(work):
+    df = pd.read_csv(work / "models/tiny/oof.csv", dtype={"id": str})
+    return df.drop(columns=["id", "fold"]).to_numpy()
+
+
+def kill_when(work, ready, timeout=300):
+    """Start train.py, SIGKILL it as soon as ready(work) is true."""
+    proc = subprocess.Popen(train_cmd(), cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.time()
+    while proc.poll() is None and not ready(work):
+        if time.time() - started > timeout:
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    proc.kill()
+    proc.wait()
+    return killed
+
+
+def log_lines(work):
+    path = work / "models/tiny/train_log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    work = make_work(tmp_path_factory.mktemp("ref"), "a")
+    proc = run(work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return oof_logits(work)
+
+
+def test_same_config_seed_and_data_give_bit_identical_oof(tmp_path, reference):
+    work = make_work(tmp_path, "b")
+    assert run(work).returncode == 0
+    assert np.array_equal(oof_logits(work), reference)
+
+
+def test_sigkill_at_several_points_then_resume_matches_uninterrupted(tmp_path, reference):
+    work = make_work(tmp_path, "k")
+    points = [
+        ("while loading", lambda w: (w / "models/tiny/config.yaml").exists()),
+        ("mid fold 0", lambda w: any(r["fold"] == 0 for r in log_lines(w))),
+        ("after fold 0", lambda w: (w / "models/tiny/fold0/result.json").exists()),
+        ("mid fold 1", lambda w: any(r["fold"] == 1 for r in log_lines(w))),
+    ]
+    killed = [name for name, ready in points if kill_when(work, ready)]
+    assert len(killed) >= 3, f"the run finished before most kill points: killed at {killed}"
+    assert not (work / "models/tiny/metrics.json").exists() or (work / "models/tiny/fold1/result.json").exists()
+    leftovers = [p for p in (work / "models").rglob("*.tmp*")]
+    proc = run(work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fold 0: train" not in proc.stdout, "a finished fold was retrained"
+    assert np.array_equal(oof_logits(work), reference)
+    assert all(not p.exists() or p.name.startswith(".") for p in leftovers)
+
+
+def test_second_run_on_same_experiment_is_refused(tmp_path):
+    work = make_work(tmp_path, "lock")
+    with FolderLock(work / "models" / "tiny"):
+        proc = run(work)
+    assert proc.returncode == 2
+    assert "in use" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (work / "models/tiny/config.yaml").exists()
+
+
+def test_diverged_fold_stops_alone_and_others_are_kept(tmp_path, monkeypatch):
+    import engine
+    from config import UserError
+    from experiment import run_experiment
+    work = make_work(tmp_path, "nan")
+    monkeypatch.chdir(work)
+    real_fit = engine.FoldTrainer.fit
+    calls = []
+
+    def fit(self, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise engine.TrainingDiverged("training loss is nan at epoch 1, step 3")
+        return real_fit(self, *args)
+
+    monkeypatch.setattr(engine.FoldTrainer, "fit", fit)
+    cfg = load_config(work / "configs/tiny.yaml", ["epochs=1"])
+    with pytest.raises(UserError, match=r"fold\(s\) \[0\] diverged"):
+        run_experiment(cfg)
+    assert not (work / "models/tiny/fold0/result.json").exists()
+    assert (work / "models/tiny/fold1/result.json").exists()
+    assert any("diverged" in r for r in log_lines(work))
+
+
+def test_real_nan_loss_is_one_clean_line(tmp_path):
+    work = make_work(tmp_path, "nan2")
+    proc = run(work, "--set", "lr=1e30", "head_lr=1e30", "epochs=1", "max_grad_norm=1e30")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "diverged" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_stops_with_one_line(tmp_path):
+    work = make_work(tmp_path, "int")
+    proc = subprocess.Popen(train_cmd(), cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.time()
+    while not log_lines(work) and time.time() - started < 300 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_max_len_above_position_limit(tmp_path):
+    work = make_work(tmp_path, "len")
+    proc = run(work, "--set", "max_len=4096")
+    assert proc.returncode == 2 and "position limit 512" in proc.stderr
