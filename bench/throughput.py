@@ -89,7 +89,8 @@ def run_ours(args, texts, labels, test_texts, n_labels):
     cfg = load_config(None, [f"backbone={args.backbone}", f"max_len={args.max_len}", "truncation=head",
                              "pooling=cls", f"lr={args.lr}", "llrd_decay=1.0", f"head_lr={args.lr}",
                              "warmup_ratio=0", "epochs=1", f"batch_size={args.batch_size}", "dropout=0.1",
-                             f"eval_batch_size={args.eval_batch_size}", "eval_every=0"])
+                             f"eval_batch_size={args.eval_batch_size}", "eval_every=0",
+                             f"amp={'bf16' if args.method == 'ours_bf16' else 'auto'}"])
     path = resolve_backbone(args.backbone)
     tok = load_tokenizer(path)
     started = time.time()
@@ -128,7 +129,7 @@ def real_tokens(args, texts):
 
 def worker(args):
     texts, labels, test_texts, n_labels = load_rows(args)
-    if args.method == "ours":
+    if args.method.startswith("ours"):
         result = run_ours(args, texts, labels, test_texts, n_labels)
     else:
         result = run_trainer(args, texts, labels, test_texts, n_labels, strong=args.method == "strong")
@@ -181,6 +182,7 @@ def main():
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1x/2x/4x scaling check")
+    parser.add_argument("--bf16", action="store_true", help="also run ours with bf16 autocast on the CPU (amp=bf16)")
     parser.add_argument("--worker", dest="method", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.method:
@@ -189,20 +191,21 @@ def main():
     import torch
     print(f"data {args.data}, {args.backbone}, max_len {args.max_len}, batch {args.batch_size}, {args.steps} steps, "
           f"predict {args.predict_rows} rows, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results = {m: spawn(args, m) for m in ("naive", "strong", "ours")}
+    methods = ("naive", "strong", "ours") + (("ours_bf16",) if args.bf16 else ())
+    results = {m: spawn(args, m) for m in methods}
     texts, _, test_texts, _ = load_rows(args)
     train_lengths, test_lengths = real_tokens(args, texts), real_tokens(args, test_texts)
     peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
     print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
     best_peak = max(peak.values())
-    print(f"{'way':>7} {'train/s':>8} {'tok/s':>8} {'pred/s':>8} {'loss':>7} {'rss_gb':>7} {'train_mfu':>9} {'pred_mfu':>8}")
+    print(f"{'way':>9} {'train/s':>8} {'tok/s':>8} {'pred/s':>8} {'loss':>7} {'rss_gb':>7} {'train_mfu':>9} {'pred_mfu':>8}")
     for m, r in results.items():
         r["train_rows_s"] = r["train_rows"] / r["train_s"]
         r["train_tokens_s"] = sum(train_lengths) / r["train_s"]
         r["predict_rows_s"] = r["predict_rows"] / r["predict_s"]
         r["train_mfu"] = model_flops(r["params"], train_lengths, True) / r["train_s"] / peak["fp32"]
         r["predict_mfu"] = model_flops(r["params"], test_lengths, False) / r["predict_s"] / peak["fp32"]
-        print(f"{m:>7} {r['train_rows_s']:>8.1f} {r['train_tokens_s']:>8.0f} {r['predict_rows_s']:>8.1f} "
+        print(f"{m:>9} {r['train_rows_s']:>8.1f} {r['train_tokens_s']:>8.0f} {r['predict_rows_s']:>8.1f} "
               f"{r['loss']:>7.4f} {r['peak_rss_gb']:>7.2f} {r['train_mfu']:>9.3f} {r['predict_mfu']:>8.3f}")
     print(f"(MFU against the fp32 peak; against the best peak {best_peak / 1e9:.1f} GFLOP/s: "
           f"train {results['ours']['train_mfu'] * peak['fp32'] / best_peak:.3f})")

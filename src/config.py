@@ -33,10 +33,10 @@ DEFAULTS = {
     "max_grad_norm": 1.0,
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
     "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc
-    "amp": "auto",                 # auto (bf16/fp16 on CUDA) | none
+    "amp": "auto",                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 (also on CPU) | none
     "n_folds": 5,
     "seed": 42,
-    "max_train_rows": 0,           # 0: all rows; N: train on a stratified-by-fold subsample (quick trials)
+    "max_train_rows": 0,           # 0: all rows; N: a random N of each fold's training rows (quick trials)
     "input_dir": "input",
     "models_dir": "models",
     "data_config": "configs/data.yaml",
@@ -60,7 +60,7 @@ CHOICES = {
     "pooling": ("cls", "mean", "max", "last4_concat", "last4_max", "attention"),
     "scheduler": ("linear", "cosine"),
     "metric": ("auto", "accuracy", "macro_f1", "log_loss", "micro_f1", "roc_auc"),
-    "amp": ("auto", "none"),
+    "amp": ("auto", "bf16", "none"),
 }
 
 

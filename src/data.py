@@ -30,6 +30,7 @@ DATA_DEFAULTS = {
     "label_delimiter": None,        # set for one column holding several labels ("a|b")
     "group_column": None,           # rows sharing a group never straddle folds
     "empty_text": "warn",           # warn | fail
+    "rare_classes": "warn",         # warn | fail: a class with fewer rows than folds
 }
 
 

@@ -28,9 +28,12 @@ def pick_device():
 
 
 def amp_dtype(device, setting="auto"):
-    if device.type != "cuda" or setting == "none":
+    """Autocast dtype: on CUDA bf16 (fp16 where bf16 is missing) unless 'none'; on CPU only when asked ('bf16')."""
+    if setting == "none":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if setting == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if setting == "bf16" else None
 
 
 def sequence_length(row):

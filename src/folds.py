@@ -39,9 +39,12 @@ def warn_rare_classes(comp, n_folds):
     counts = Counter(comp.y.tolist())
     rare = [f"{comp.classes[c]} ({n})" for c, n in sorted(counts.items()) if n < n_folds]
     if rare:
-        print(f"warning: {len(rare)} classes have fewer rows than the {n_folds} folds and will be missing from some "
-              f"validation folds: {', '.join(rare[:10])}{' ...' if len(rare) > 10 else ''}; consider fewer folds "
-              f"(--set n_folds=...) or merging rare classes")
+        msg = (f"{len(rare)} classes have fewer rows than the {n_folds} folds and will be missing from some "
+               f"validation folds: {', '.join(rare[:10])}{' ...' if len(rare) > 10 else ''}; use fewer folds "
+               f"(--set n_folds=...) or merge rare classes")
+        if comp.settings.get("rare_classes") == "fail":
+            raise UserError(f"{comp.settings.get('train_file', 'train.csv')}: {msg} (or set rare_classes: warn)")
+        print(f"warning: {msg}")
 
 
 def load_or_make_folds(comp, n_folds, seed, path):
