@@ -107,6 +107,16 @@ def predict(model, rows, collate, batch_size, device, dtype=None, desc="predict"
     return out
 
 
+def optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm):
+    """Unscale (fp16), clip, step, advance the schedule."""
+    scaler.unscale_(optimizer)
+    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+
+
 def loss_function(task):
     return nn.CrossEntropyLoss() if task == "single" else nn.BCEWithLogitsLoss()
 
@@ -171,12 +181,7 @@ class FoldTrainer:
                 running += loss.item() * len(idx)
                 seen += len(idx)
                 if (i + 1) % cfg["grad_accum"] == 0 or i + 1 == len(batches):
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"])
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    scheduler.step()
+                    optimizer_step(model, optimizer, scheduler, scaler, cfg["max_grad_norm"])
                     step += 1
                     bar.set_postfix(loss=f"{running / seen:.4f}", rows_s=f"{seen / (time.time() - start):.0f}", refresh=False)
                     if cfg["eval_every"] and step % cfg["eval_every"] == 0:

@@ -22,7 +22,8 @@ from torch import nn
 from artifacts import read_json, write_json
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
-from engine import amp_dtype, bucketed_batches, pick_device, seed_everything, sorted_batches, to_device
+from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, seed_everything, sorted_batches,
+                    to_device)
 from progress import progress
 from truncation import special_tokens
 
@@ -258,12 +259,7 @@ def train_mlm(model, rows, tokenizer, cfg, device, dtype):
             if not torch.isfinite(loss):
                 raise UserError(f"ITPT loss is {loss.item()} at step {step}; lower itpt_lr (now {cfg['itpt_lr']})")
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), RECIPE["max_grad_norm"])
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            optimizer_step(model, optimizer, scheduler, scaler, RECIPE["max_grad_norm"])
             step += 1
             if n:
                 running, seen = running + loss.item() * n, seen + n

@@ -435,7 +435,6 @@ def params_overrides(values):
 
 def run_tuning(cfg, config_path, n_trials, fold_list=None, storage=None, study_name=None, timeout=None,
                prune=True, seed=None):
-    import optuna
     import torch
     from experiment import prepare
 

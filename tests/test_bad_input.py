@@ -1,5 +1,4 @@
 """Each bad input gets one clear line naming the file, column or row and the fix, exit status 2, nothing written."""
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -2,7 +2,6 @@
 exception and never a partial output (folds.csv appears only on success)."""
 import random
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,6 +1,5 @@
 """Nothing lost, nothing silently wrong: SIGKILL + resume, determinism, the folder lock, divergence, Ctrl-C."""
 import json
-import os
 import signal
 import subprocess
 import sys
