@@ -5,6 +5,7 @@
 """
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -59,19 +60,48 @@ def build(input_dir="input", train_rows=2400, test_rows=600, seed=0):
           f"answers kept in {ANSWERS}")
 
 
-def score(submission="submissions/submission.csv"):
+def held_out(truth, predicted):
+    return {"accuracy": accuracy_score(truth, predicted), "macro_f1": f1_score(truth, predicted, average="macro")}
+
+
+def model_predictions(models_dir, names, test_ids):
+    """Each experiment's test labels: the fold-mean of its probabilities, like the ensemble takes them."""
+    from ensembling import fold_mean_probabilities
+    out = {}
+    for name in names:
+        df = pd.read_csv(Path(models_dir) / name / "test.csv", dtype={"id": str})
+        classes = [c for c in df.columns if c not in ("id", "fold")]
+        logits = [g.set_index("id").loc[test_ids, classes].to_numpy() for _, g in df.groupby("fold")]
+        prob = fold_mean_probabilities("single", logits, "prob")
+        out[name] = [classes[i] for i in prob.argmax(1)]
+    return out
+
+
+def score(submission="submissions/submission.csv", models_dir="models", report="submissions/report.md"):
+    """Score the submission and each model against the kept answers; add the result to the report."""
+    from ensembling import ensemble_verdict
     if not ANSWERS.exists():
         raise UserError(f"{ANSWERS} not found: the held-out score exists only for the built-in demo")
     truth = pd.read_csv(ANSWERS, dtype=str)
-    sub = pd.read_csv(submission, dtype=str)
-    merged = truth.merge(sub, on="id", suffixes=("_true", "_pred"))
-    if len(merged) != len(truth):
-        raise UserError(f"{submission} covers {len(merged)} of {len(truth)} test ids")
-    acc = accuracy_score(merged["category_true"], merged["category_pred"])
-    f1 = f1_score(merged["category_true"], merged["category_pred"], average="macro")
-    print(f"demo held-out score (like a private leaderboard): accuracy {acc:.4f}, macro_f1 {f1:.4f} "
-          f"on {len(merged)} test rows")
-    return {"accuracy": acc, "macro_f1": f1}
+    sub = pd.read_csv(submission, dtype=str).set_index("id")
+    missing = set(truth["id"]) - set(sub.index)
+    if missing:
+        raise UserError(f"{submission} lacks {len(missing)} of the {len(truth)} test ids")
+    scores = {"ENSEMBLE": held_out(truth["category"], sub.loc[truth["id"], "category"])}
+    summary_path = Path(submission).parent / "ensemble.json"
+    names = json.loads(summary_path.read_text())["experiments"] if summary_path.exists() else []
+    singles = {n: held_out(truth["category"], p) for n, p in model_predictions(models_dir, names, truth["id"].tolist()).items()}
+    lines = ["", "## Held-out score (demo answers, like a private leaderboard)", "", "| model | accuracy | macro_f1 |",
+             "|---|---:|---:|"]
+    for name, s in {**singles, **scores}.items():
+        lines.append(f"| {name} | {s['accuracy']:.4f} | {s['macro_f1']:.4f} |")
+    verdict = ensemble_verdict(singles, scores["ENSEMBLE"], "accuracy", "Held-out") if singles else ""
+    lines += ["", f"**{verdict}**", ""]
+    if Path(report).exists():
+        with open(report, "a") as f:
+            f.write("\n".join(lines))
+    print("\n".join(lines[1:]))
+    return scores["ENSEMBLE"]
 
 
 def main():

@@ -324,6 +324,7 @@ def write_report(path, summary, rows, exps, plots):
         f"{'probabilities' if summary['average'] == 'prob' else 'raw logits'}, "
         f"experiments combined by a weighted mean of probabilities.", "",
         f"Selection metric: {metric} ({direction} is better). Weights: **{summary['method']}**.", "",
+        f"**{summary['verdict']}**", "",
         "## Out-of-fold CV", "", *score_table(rows, list(summary["ensemble"])), "",
         f"## Per fold ({metric})", "", *fold_table(rows, metric), "",
         "## Models", "", "| experiment | weight | metrics.json cv | init (checkpoint) | tuned values |", "|---|---:|---:|---|---|",
@@ -459,6 +460,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
         "init": {e["name"]: e["init"] for e in exps}, "best_params": {e["name"]: e["best_params"] for e in exps},
         "skipped": skipped,
     }
+    summary["verdict"] = ensemble_verdict(summary["scores"], ensemble["scores"], metric, "OOF CV")
     write_json(out / "ensemble.json", summary)
     plots = [out / "fold_scores.png"]
     plot_fold_scores(plots[0], rows, metric)
@@ -469,5 +471,17 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
 
     print(f"\nOOF CV (weights {choice['method']}: " + ", ".join(f"{n} {w:.3f}" for n, w in summary["weights"].items()) + ")")
     print("\n".join(score_table(rows, list(ensemble["scores"]))))
+    print(summary["verdict"])
     print(f"submission: {latest} (copy {stamped}); report: {out / 'report.md'}")
     return summary
+
+
+def ensemble_verdict(single_scores, ensemble_scores, metric, where):
+    """One plain sentence: does the ensemble match or beat the best single model on `metric`?"""
+    best = min(single_scores, key=lambda n: single_scores[n][metric]) if metric in LOWER_IS_BETTER else \
+        max(single_scores, key=lambda n: single_scores[n][metric])
+    ours, theirs = ensemble_scores[metric], single_scores[best][metric]
+    if ours == theirs or is_better(metric, ours, theirs):
+        return f"{where}: the ensemble ({metric} {ours:.4f}) is at least as good as the best single model, {best} ({theirs:.4f})."
+    return (f"{where}: the ensemble ({metric} {ours:.4f}) is NOT better than the best single model, {best} "
+            f"({theirs:.4f}); consider submitting {best} alone or dropping weak experiments.")
