@@ -74,7 +74,7 @@ def mutate(folder, rng):
     return done
 
 
-def test_fuzzed_inputs_fail_cleanly_or_succeed(tmp_path):
+def test_fuzzed_inputs_fail_cleanly_or_succeed(tmp_path, pytestconfig):
     rng = random.Random(1234)
     outcomes = {"ok": 0, "clean_error": 0}
     for case in range(N_CASES):
@@ -92,5 +92,7 @@ def test_fuzzed_inputs_fail_cleanly_or_succeed(tmp_path):
             assert not (folder / "folds.csv").exists(), f"partial output after {what}"
         except Exception as e:  # pragma: no cover - this is the failure being hunted
             pytest.fail(f"case {case} {what}: {type(e).__name__}: {e}")
-    print(f"\nfuzzing pass: {N_CASES} malformed competitions tried: {outcomes}")
+    summary = f"fuzzing pass: {N_CASES} malformed competitions tried: {outcomes}"
+    print(summary)
+    pytestconfig.summary_lines = getattr(pytestconfig, "summary_lines", []) + [summary]
     assert outcomes["clean_error"] > N_CASES // 4 and outcomes["ok"] > 0
