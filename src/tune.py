@@ -34,7 +34,7 @@ def main():
         parser.error("--trials must be 0 or more")
     folds = parse_folds(args.folds, cfg["n_folds"])
     run_tuning(cfg, args.config, args.trials, folds if folds is not None else list(range(cfg["n_folds"])),
-               args.storage, args.study, args.timeout, prune=not args.no_prune, seed=args.seed)
+               args.storage, args.study, args.timeout, prune=not args.no_prune, seed=args.seed, overrides=args.set)
 
 
 if __name__ == "__main__":

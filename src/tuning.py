@@ -434,7 +434,7 @@ def params_overrides(values):
 # ---------------------------------------------------------------------------------------------- driver
 
 def run_tuning(cfg, config_path, n_trials, fold_list=None, storage=None, study_name=None, timeout=None,
-               prune=True, seed=None):
+               prune=True, seed=None, overrides=()):
     import torch
     from experiment import prepare
 
@@ -464,7 +464,9 @@ def run_tuning(cfg, config_path, n_trials, fold_list=None, storage=None, study_n
     best = done[0]
     path = write_best_params(cfg, best.params)
     print(f"best: trial {best.number}, {metric} {best.value:.4f} on folds {fold_list} -> {path}")
-    print(f"train with it: python src/train.py {config_path} --params best")
+    searched = set(best.params)
+    kept = [o for o in overrides if o.split("=", 1)[0] not in searched]
+    print(f"train with it: python src/train.py {config_path} --params best" + (f" --set {' '.join(kept)}" if kept else ""))
     for p in save_plots(study, best_params_path(cfg).parent, len(done)):
         print(f"plot: {p}")
     return study, best
