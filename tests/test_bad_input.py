@@ -34,6 +34,16 @@ def edit(folder, name, change):
     df.to_csv(folder / name, index=False)
 
 
+def warns_then_fails(folder, capsys, message, policy_yaml):
+    """By default a warning containing `message` and success; under the stricter policy, exit 2 with it."""
+    status, _, out = outcome(folder, capsys)
+    assert status == 0 and message in out
+    (folder / "folds.csv").unlink()
+    status, err, _ = outcome(folder, capsys, data_yaml=policy_yaml)
+    assert status == 2 and message in err
+    return out
+
+
 @pytest.fixture
 def comp_dir(tmp_path):
     return write_competition(tmp_path / "input", n_train=60, n_test=10)
@@ -54,22 +64,16 @@ def test_empty_texts_warn_and_count_or_fail(comp_dir, capsys):
     df = pd.read_csv(comp_dir / "train.csv", dtype=str, keep_default_na=False)
     df.loc[[3, 7], ["title", "body"]] = ""
     df.to_csv(comp_dir / "train.csv", index=False)
-    status, _, out = outcome(comp_dir, capsys)
-    assert status == 0 and "2 rows have empty text" in out and "lines [5, 9]" in out
-    (comp_dir / "folds.csv").unlink()
-    status, err, _ = outcome(comp_dir, capsys, data_yaml="empty_text: fail\n")
-    assert status == 2 and "2 rows have empty text" in err
+    out = warns_then_fails(comp_dir, capsys, "2 rows have empty text", "empty_text: fail\n")
+    assert "lines [5, 9]" in out
 
 
 def test_rare_class_named_with_fix(comp_dir, capsys):
     def one_rare(df):
         df.loc[0, "label"] = "weather"
     edit(comp_dir, "train.csv", one_rare)
-    status, _, out = outcome(comp_dir, capsys)
-    assert status == 0 and "weather (1)" in out and "fewer folds" in out
-    (comp_dir / "folds.csv").unlink()
-    status, err, _ = outcome(comp_dir, capsys, data_yaml="rare_classes: fail\n")
-    assert status == 2 and "weather (1)" in err
+    out = warns_then_fails(comp_dir, capsys, "weather (1)", "rare_classes: fail\n")
+    assert "fewer folds" in out
 
 
 def test_test_ids_differ_from_sample(comp_dir, capsys):
