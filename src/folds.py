@@ -1,5 +1,4 @@
 """input/folds.csv: one fold assignment shared by every experiment, so OOF logits line up."""
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -9,6 +8,7 @@ import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from artifacts import write_csv
 from config import UserError
 
 
@@ -72,10 +72,8 @@ def load_or_make_folds(comp, n_folds, seed, path):
         raise UserError(f"n_folds must be at least 2 (got {n_folds})")
     warn_rare_classes(comp, n_folds)
     fold = make_folds(comp.y, n_folds, seed, comp.groups)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pd.DataFrame({"id": ids, "fold": fold}).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    # deterministic content and a per-process temp file: workers starting together write the same file safely
+    write_csv(path, pd.DataFrame({"id": ids, "fold": fold}))
     kind = "StratifiedGroupKFold" if comp.groups is not None else (
         "MultilabelStratifiedKFold" if comp.task == "multi" else "StratifiedKFold")
     print(f"folds: wrote {path} ({kind}, {n_folds} folds, seed {seed}, sizes {np.bincount(fold).tolist()})")

@@ -246,8 +246,8 @@ def test_two_workers_share_one_study_on_postgresql(work, tmp_path):
         for path in logs:
             with open(path, "w") as out:
                 procs.append(subprocess.Popen(
-                    [sys.executable, str(ROOT / "src/tune.py"), "configs/tiny.yaml", "--trials", "2",
-                     "--storage", url, "--study", "shared", "--no-prune"],
+                    [sys.executable, str(ROOT / "src/tune.py"), "configs/tiny.yaml", "--trials", "3",
+                     "--storage", url, "--study", "shared", "--no-prune", "--set", "epochs=4"],
                     cwd=work, stdout=out, stderr=subprocess.STDOUT))
         try:
             codes = [p.wait(timeout=600) for p in procs]
@@ -258,14 +258,14 @@ def test_two_workers_share_one_study_on_postgresql(work, tmp_path):
         assert codes == [0, 0], "\n\n".join(path.read_text()[-3000:] for path in logs)
         storage = url.replace("postgresql://", "postgresql+psycopg2://")
         trials = load(work, "shared", storage).trials
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # every trial recorded once
+    assert sorted(t.number for t in trials) == list(range(6))  # every trial recorded once
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     by_worker = {}
     for t in trials:
         by_worker.setdefault(t.user_attrs["worker"], []).append(t)
-    assert sorted(len(v) for v in by_worker.values()) == [2, 2]  # study total = the sum of both workers' trials
+    assert sorted(len(v) for v in by_worker.values()) == [3, 3]  # study total = the sum of both workers' trials
     spans = [(min(t.datetime_start for t in v), max(t.datetime_complete for t in v)) for v in by_worker.values()]
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans  # the workers ran at the same time
-    assert len({t.params["lr"] for t in trials}) == 4  # no two workers proposed the same trial
+    assert len({t.params["lr"] for t in trials}) == 6  # no two workers proposed the same trial
     for path in logs:
         assert "best: trial" in path.read_text()  # each worker summarised the shared study and wrote best_params
