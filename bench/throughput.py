@@ -7,11 +7,15 @@ Each way trains the same backbone on the same rows (batch size, lr, max_len, ste
 test rows, in its own subprocess so peak RSS is its own:
   naive   Trainer + AutoModelForSequenceClassification, tokenised with padding="max_length"
   strong  Trainer + DataCollatorWithPadding + train_sampling_strategy="group_by_length"
-  ours    src/engine.py: length-bucketed batches, dynamic padding, length-sorted prediction
-Then: matmul peak of this machine (fp32, bf16), model FLOPs utilisation (MFU), and a 1x/2x/4x rows scaling check.
-The last line is machine-readable.
+  ours_fp32  src/engine.py in fp32 (amp=none): length-bucketed batches, dynamic padding, length-sorted prediction
+  ours       the same with the default amp=auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16, AMX),
+             so this row is the one users get; on other CPUs it is fp32 and ours_fp32 is skipped
+Then: matmul peak of this machine (fp32, bf16), model FLOPs utilisation (MFU) against the peak of each row's
+precision, and a 1x/2x/4x rows scaling check. The last line is machine-readable (ratios of `ours`).
+`--profile` instead prints torch.profiler's top operators of ours' training steps, fp32 and default precision.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -58,7 +62,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
     test_ds = [{"input_ids": test_enc["input_ids"][i], "attention_mask": test_enc["attention_mask"][i]}
                for i in range(len(test_texts))]
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels, dtype=torch.float32)
     targs = TrainingArguments(
         output_dir=f"/tmp/bench-trainer-{os.getpid()}", per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size, learning_rate=args.lr, num_train_epochs=1,
@@ -74,7 +78,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
     trainer.predict(test_ds)
     predict_s = time.time() - started
     return {"train_s": train_s, "predict_s": predict_s, "tokenise_s": tokenise_s, "loss": out.training_loss,
-            "params": model_params(model.base_model)}
+            "params": model_params(model.base_model), "precision": "fp32"}
 
 
 def run_ours(args, texts, labels, test_texts, n_labels):
@@ -82,7 +86,7 @@ def run_ours(args, texts, labels, test_texts, n_labels):
     import torch
     from backbones import load_tokenizer, quiet_transformers, resolve_backbone
     from config import load_config
-    from engine import FoldTrainer, pick_device
+    from engine import FoldTrainer, pick_device, precision_name
     from modeling import build_model
     from truncation import build_inputs, tokenize_texts
     quiet_transformers()
@@ -90,7 +94,7 @@ def run_ours(args, texts, labels, test_texts, n_labels):
                              "pooling=cls", f"lr={args.lr}", "llrd_decay=1.0", f"head_lr={args.lr}",
                              "warmup_ratio=0", "epochs=1", f"batch_size={args.batch_size}", "dropout=0.1",
                              f"eval_batch_size={args.eval_batch_size}", "eval_every=0",
-                             f"amp={'bf16' if args.method == 'ours_bf16' else 'auto'}"])
+                             f"amp={'none' if args.method == 'ours_fp32' else 'auto'}"])
     path = resolve_backbone(args.backbone)
     tok = load_tokenizer(path)
     started = time.time()
@@ -104,13 +108,25 @@ def run_ours(args, texts, labels, test_texts, n_labels):
                           log=lambda rec: losses.append(rec["train_loss"]))
     valid = rows[:8]  # the engine evaluates once per epoch: a token validation set keeps that negligible
     started = time.time()
-    trainer.fit(rows, np.array(labels), valid, np.array(labels[:8]))
+    with profiled(args.profile) as prof:
+        trainer.fit(rows, np.array(labels), valid, np.array(labels[:8]))
     train_s = time.time() - started
     started = time.time()
     trainer.predict(test_rows)
     predict_s = time.time() - started
     return {"train_s": train_s, "predict_s": predict_s, "tokenise_s": tokenise_s, "loss": losses[-1],
-            "params": model_params(model.backbone)}
+            "params": model_params(model.backbone), "precision": precision_name(trainer.dtype),
+            "profile": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15) if prof else None}
+
+
+@contextlib.contextmanager
+def profiled(enabled):
+    if not enabled:
+        yield None
+        return
+    import torch
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        yield prof
 
 
 def model_params(backbone):
@@ -162,7 +178,7 @@ def spawn(args, method, scale=1):
     cmd = [sys.executable, __file__, "--worker", method, "--data", args.data, "--backbone", args.backbone,
            "--max-len", str(args.max_len), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
            "--predict-rows", str(args.predict_rows), "--lr", str(args.lr), "--eval-batch-size",
-           str(args.eval_batch_size), "--scale", str(scale)]
+           str(args.eval_batch_size), "--scale", str(scale)] + (["--profile"] if args.profile else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -182,7 +198,11 @@ def main():
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1x/2x/4x scaling check")
-    parser.add_argument("--bf16", action="store_true", help="also run ours with bf16 autocast on the CPU (amp=bf16)")
+    parser.add_argument("--ways", default="naive,strong,ours",
+                        help="which to run (ours runs ours_fp32 too where the default precision is bf16); "
+                             "ratios to a way left out print as nan")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile ours' training (use few --steps): top operators, fp32 and default precision")
     parser.add_argument("--worker", dest="method", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.method:
@@ -191,26 +211,35 @@ def main():
     import torch
     print(f"data {args.data}, {args.backbone}, max_len {args.max_len}, batch {args.batch_size}, {args.steps} steps, "
           f"predict {args.predict_rows} rows, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    methods = ("naive", "strong", "ours") + (("ours_bf16",) if args.bf16 else ())
-    results = {m: spawn(args, m) for m in methods}
+    from engine import amp_dtype, precision_name
+    default = precision_name(amp_dtype(torch.device("cpu")))
+    ours_ways = ("ours",) if default == "fp32" else ("ours_fp32", "ours")
+    if args.profile:
+        for m in ours_ways:
+            r = spawn(args, m)
+            print(f"\n{m} ({r['precision']}), {args.steps} training steps: top operators by self CPU time\n{r['profile']}")
+        return
+    asked = args.ways.split(",")
+    results = {m: spawn(args, m) for m in [w for w in ("naive", "strong") if w in asked] + list(ours_ways)}
     texts, _, test_texts, _ = load_rows(args)
     train_lengths, test_lengths = real_tokens(args, texts), real_tokens(args, test_texts)
     peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
     print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
-    best_peak = max(peak.values())
-    print(f"{'way':>9} {'train/s':>8} {'tok/s':>8} {'pred/s':>8} {'loss':>7} {'rss_gb':>7} {'train_mfu':>9} {'pred_mfu':>8}")
+    print(f"{'way':>9} {'precision':>13} {'train/s':>8} {'tok/s':>8} {'pred/s':>8} {'loss':>7} {'rss_gb':>7} "
+          f"{'train_mfu':>9} {'pred_mfu':>8}")
     for m, r in results.items():
         r["train_rows_s"] = r["train_rows"] / r["train_s"]
         r["train_tokens_s"] = sum(train_lengths) / r["train_s"]
         r["predict_rows_s"] = r["predict_rows"] / r["predict_s"]
-        own_peak = peak["bf16"] if m.endswith("bf16") else peak["fp32"]  # MFU against the peak of the dtype used
+        own_peak = peak["bf16"] if r["precision"].startswith("bf16") else peak["fp32"]
         r["train_mfu"] = model_flops(r["params"], train_lengths, True) / r["train_s"] / own_peak
         r["predict_mfu"] = model_flops(r["params"], test_lengths, False) / r["predict_s"] / own_peak
-        print(f"{m:>9} {r['train_rows_s']:>8.1f} {r['train_tokens_s']:>8.0f} {r['predict_rows_s']:>8.1f} "
-              f"{r['loss']:>7.4f} {r['peak_rss_gb']:>7.2f} {r['train_mfu']:>9.3f} {r['predict_mfu']:>8.3f}")
-    print(f"(MFU against the peak of each row's dtype: fp32 rows against fp32, ours_bf16 against bf16; ours against "
-          f"the best peak {best_peak / 1e9:.1f} GFLOP/s: train {results['ours']['train_mfu'] * peak['fp32'] / best_peak:.3f})")
-    ours, naive, strong = results["ours"], results["naive"], results["strong"]
+        print(f"{m:>9} {r['precision']:>13} {r['train_rows_s']:>8.1f} {r['train_tokens_s']:>8.0f} "
+              f"{r['predict_rows_s']:>8.1f} {r['loss']:>7.4f} {r['peak_rss_gb']:>7.2f} {r['train_mfu']:>9.3f} "
+              f"{r['predict_mfu']:>8.3f}")
+    print("(MFU: model FLOPs per second over the matmul peak of the row's own precision)")
+    missing = {"train_rows_s": float("nan"), "predict_rows_s": float("nan")}
+    ours, naive, strong = results["ours"], results.get("naive", missing), results.get("strong", missing)
     if not args.no_scaling:
         print("scaling (ours, train + predict):")
         for scale in (1, 2, 4):

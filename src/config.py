@@ -19,7 +19,8 @@ DEFAULTS = {
     "chunk_pool": "mean",          # mean | max | attention (hierarchical only)
     "max_chunks": 4,
     "pooling": "cls",              # cls | mean | max | last4_concat | last4_max | attention
-    "dropout": 0.1,
+    "dropout": 0.1,                # before the classifier
+    "attention_dropout": 0.0,      # inside the backbone's attention; null keeps the checkpoint's (0 is faster on CPU)
     "lr": 2e-5,
     "llrd_decay": 0.95,
     "head_lr": 1e-3,
@@ -33,7 +34,7 @@ DEFAULTS = {
     "max_grad_norm": 1.0,
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
     "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc
-    "amp": "auto",                 # auto (bf16/fp16 on CUDA, fp32 on CPU) | bf16 (also on CPU) | none
+    "amp": "auto",                 # auto (bf16/fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX, else fp32) | bf16 | none
     "n_folds": 5,
     "seed": 42,
     "max_train_rows": 0,           # 0: all rows; N: a random N of each fold's training rows (quick trials)

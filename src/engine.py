@@ -1,7 +1,10 @@
 """Training and prediction loops: length-bucketed dynamic padding, AMP on CUDA, LLRD, best-checkpoint keeping."""
+import functools
 import math
 import random
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,13 +30,32 @@ def pick_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16_in(cpuinfo):
+    """AVX512-BF16 or AMX-BF16 among the CPU flags. Only there does bf16 beat fp32 on a CPU (bench/throughput.py on
+    an AMD EPYC with avx512_bf16: 1.8x training, 2.5x prediction, same loss); elsewhere bf16 is emulated and slower."""
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16():
+    try:
+        return native_bf16_in(Path("/proc/cpuinfo").read_text())
+    except OSError:  # macOS, Windows: no /proc
+        return False
+
+
 def amp_dtype(device, setting="auto"):
-    """Autocast dtype: on CUDA bf16 (fp16 where bf16 is missing) unless 'none'; on CPU only when asked ('bf16')."""
+    """Autocast dtype. auto: bf16 on CUDA (fp16 where bf16 is missing), bf16 on CPUs with native bf16, else fp32
+    (None). bf16: bf16 wherever. none: fp32."""
     if setting == "none":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if setting == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if setting == "bf16" else None
+    return torch.bfloat16 if setting == "bf16" or cpu_has_native_bf16() else None
+
+
+def precision_name(dtype):
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
 
 
 def sequence_length(row):

@@ -8,7 +8,7 @@ from artifacts import ExperimentDir, FolderLock, logits_frame, save_weights, wri
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from data import load_competition
-from engine import FoldTrainer, TrainingDiverged, pick_device, seed_everything
+from engine import FoldTrainer, TrainingDiverged, amp_dtype, pick_device, precision_name, seed_everything
 from folds import load_or_make_folds
 from metrics import score, selection_metric
 from modeling import build_model, max_positions
@@ -92,7 +92,8 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.train_texts, "tokenise train"), cfg)
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
         device = pick_device()
-        print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device}, {cfg['truncation']} "
+        print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
+              f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}")
     diverged = {}

@@ -1,4 +1,6 @@
 """Backbone + pooling head (+ chunk pooling for hierarchical inputs) + dropout + linear classifier."""
+import copy
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
@@ -72,20 +74,33 @@ class ChunkPool(nn.Module):
         return self.attn(x, mask)
 
 
-def load_backbone(path_or_config):
-    if isinstance(path_or_config, str):
-        backbone = AutoModel.from_pretrained(path_or_config)
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT family; DistilBERT
+
+
+def load_backbone(path_or_config, attention_dropout=None):
+    """The encoder in fp32 (even from fp16/bf16 files). attention_dropout: None keeps the checkpoint's value; 0 lets
+    PyTorch's fused attention run on a CPU, whose SDPA kernels have no dropout (with 0.1 it falls back to the math
+    path: minilm-l6 at 16 x 512 trained 2.3x slower with 2.4x the peak memory)."""
+    from_file = isinstance(path_or_config, str)
+    config = AutoConfig.from_pretrained(path_or_config) if from_file else copy.deepcopy(path_or_config)
+    if attention_dropout is not None:
+        for key in ATTENTION_DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, attention_dropout)
+    if from_file:
+        backbone = AutoModel.from_pretrained(path_or_config, config=config, dtype=torch.float32)
     else:
-        backbone = AutoModel.from_config(path_or_config)
+        backbone = AutoModel.from_config(config)
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None  # the task head pools; an untrained pooler would only add parameters
     return backbone
 
 
 class TextClassifier(nn.Module):
-    def __init__(self, backbone, n_labels, pooling="cls", dropout=0.1, hierarchical=False, chunk_pool="mean"):
+    def __init__(self, backbone, n_labels, pooling="cls", dropout=0.1, hierarchical=False, chunk_pool="mean",
+                 attention_dropout=None):
         super().__init__()
-        self.backbone = backbone if isinstance(backbone, nn.Module) else load_backbone(backbone)
+        self.backbone = backbone if isinstance(backbone, nn.Module) else load_backbone(backbone, attention_dropout)
         hidden = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") else self.backbone.config.dim
         self.pooler = Pooler(pooling, hidden)
         self.hierarchical = hierarchical
@@ -112,7 +127,8 @@ class TextClassifier(nn.Module):
 
 def build_model(cfg, backbone_path, n_labels):
     return TextClassifier(backbone_path, n_labels, pooling=cfg["pooling"], dropout=cfg["dropout"],
-                          hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"])
+                          hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"],
+                          attention_dropout=cfg["attention_dropout"])
 
 
 def max_positions(path):

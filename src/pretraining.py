@@ -22,8 +22,9 @@ from torch import nn
 from artifacts import read_json, write_json
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
-from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, seed_everything, sorted_batches,
-                    to_device)
+from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, precision_name, seed_everything,
+                    sorted_batches, to_device)
+from optim import fused_adamw_on
 from progress import progress
 from truncation import special_tokens
 
@@ -126,7 +127,8 @@ def load_mlm_model(path, label=None):
     from transformers import AutoModelForMaskedLM
     label = label or path
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True,
+                                                           dtype=torch.float32)
     except ValueError as e:
         raise UserError(f"{label}: no masked-LM model class for this backbone ({str(e).splitlines()[0]})")
     prefix = getattr(model, "base_model_prefix", "") + "."
@@ -231,7 +233,7 @@ def optimizer_for(model, lr, weight_decay, device):
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # biases, LayerNorm
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=lr, fused=fused_adamw_on(device))
 
 
 def train_mlm(model, rows, tokenizer, cfg, device, dtype):
@@ -335,6 +337,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
     model, head = load_mlm_model(backbone_path, cfg["backbone"])
     device = pick_device()
     dtype = amp_dtype(device, cfg["amp"])
+    print(f"ITPT on {device} ({precision_name(dtype)})")
     model.to(device)
     before = holdout_loss(model, hold_rows, tokenizer, cfg, device, dtype)
     steps, train_loss = train_mlm(model, train_rows, tokenizer, cfg, device, dtype)

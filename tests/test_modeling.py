@@ -50,3 +50,22 @@ def test_hierarchical_chunk_pooling(chunk_pool):
     # the second row has one real chunk: its logits equal the flat model on that chunk
     flat = model.classifier(model.encode(ids[1, :1], mask[1, :1]))
     assert torch.allclose(out[1], flat[0], atol=1e-5)
+
+
+def test_half_precision_checkpoint_loads_as_fp32(tmp_path):
+    """Many hub checkpoints are stored in fp16/bf16; the model must still train with fp32 master weights."""
+    tiny_bert().to(torch.float16).save_pretrained(tmp_path)
+    model = load_backbone(str(tmp_path))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("setting, expected", [(0.0, 0.0), (None, 0.1)])
+def test_attention_dropout_set_or_kept(setting, expected):
+    config = BertConfig(vocab_size=50, hidden_size=H, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                        attention_probs_dropout_prob=0.1, hidden_dropout_prob=0.0)
+    model = load_backbone(config, attention_dropout=setting).train()
+    assert model.config.attention_probs_dropout_prob == expected
+    assert config.attention_probs_dropout_prob == 0.1  # the caller's config is left alone
+    ids, mask = batch(b=2, length=6)
+    first, second = (model(input_ids=ids, attention_mask=mask).last_hidden_state for _ in range(2))
+    assert torch.equal(first, second) is (expected == 0.0)  # in train mode only attention dropout could differ
