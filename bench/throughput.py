@@ -53,6 +53,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
     path = resolve_backbone(args.backbone)
     tok = load_tokenizer(path)
     padding = False if strong else "max_length"
+    on_cuda = torch.cuda.is_available()  # on a GPU the peers get bf16 mixed precision too, as any notebook would
     started = time.time()
     enc = tok(texts, truncation=True, max_length=args.max_len, padding=padding)
     test_enc = tok(test_texts, truncation=True, max_length=args.max_len, padding=padding)
@@ -68,7 +69,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
         per_device_eval_batch_size=args.eval_batch_size, learning_rate=args.lr, num_train_epochs=1,
         lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.01, save_strategy="no", report_to="none",
         logging_steps=10 ** 9, disable_tqdm=True, seed=0, dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if strong else "random")
+        train_sampling_strategy="group_by_length" if strong else "random", bf16=on_cuda)
     collator = DataCollatorWithPadding(tok) if strong else default_data_collator
     trainer = Trainer(model=model, args=targs, train_dataset=train_ds, data_collator=collator)
     started = time.time()
@@ -78,7 +79,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
     trainer.predict(test_ds)
     predict_s = time.time() - started
     return {"train_s": train_s, "predict_s": predict_s, "tokenise_s": tokenise_s, "loss": out.training_loss,
-            "params": model_params(model.base_model), "precision": "fp32"}
+            "params": model_params(model.base_model), "precision": "bf16 mixed" if on_cuda else "fp32"}
 
 
 def run_ours(args, texts, labels, test_texts, n_labels):
@@ -149,20 +150,25 @@ def worker(args):
         result = run_ours(args, texts, labels, test_texts, n_labels)
     else:
         result = run_trainer(args, texts, labels, test_texts, n_labels, strong=args.method == "strong")
+    import torch
     result.update({"method": args.method, "train_rows": len(texts), "predict_rows": len(test_texts),
-                   "peak_rss_gb": peak_rss_gb()})
+                   "peak_rss_gb": peak_rss_gb(),
+                   "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1024 ** 3 if torch.cuda.is_available() else 0})
     print("RESULT " + json.dumps(result))
 
 
-def matmul_peak(dtype_name, n=2048, seconds=3.0):
+def matmul_peak(dtype_name, device, seconds=3.0):
     import torch
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    dtype, n = getattr(torch, dtype_name), 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     count, started = 0, time.time()
     while time.time() - started < seconds:
         torch.mm(a, b)
         count += 1
+        sync()
     return 2 * n ** 3 * count / (time.time() - started)
 
 
@@ -209,10 +215,12 @@ def main():
         return worker(args)
 
     import torch
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"data {args.data}, {args.backbone}, max_len {args.max_len}, batch {args.batch_size}, {args.steps} steps, "
-          f"predict {args.predict_rows} rows, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    from engine import amp_dtype, precision_name
-    default = precision_name(amp_dtype(torch.device("cpu")))
+          f"predict {args.predict_rows} rows, torch {torch.__version__}, {where}")
+    from engine import amp_dtype, pick_device, precision_name
+    device = pick_device()
+    default = precision_name(amp_dtype(device))
     ours_ways = ("ours",) if default == "fp32" else ("ours_fp32", "ours")
     if args.profile:
         for m in ours_ways:
@@ -223,10 +231,10 @@ def main():
     results = {m: spawn(args, m) for m in [w for w in ("naive", "strong") if w in asked] + list(ours_ways)}
     texts, _, test_texts, _ = load_rows(args)
     train_lengths, test_lengths = real_tokens(args, texts), real_tokens(args, test_texts)
-    peak = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
-    print(f"matmul peak: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    peak = {"fp32": matmul_peak("float32", device), "bf16": matmul_peak("bfloat16", device)}
+    print(f"matmul peak on {device.type}: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
     print(f"{'way':>9} {'precision':>13} {'train/s':>8} {'tok/s':>8} {'pred/s':>8} {'loss':>7} {'rss_gb':>7} "
-          f"{'train_mfu':>9} {'pred_mfu':>8}")
+          f"{'train_mfu':>9} {'pred_mfu':>8}" + (f" {'gpu_gb':>6}" if device.type == "cuda" else ""))
     for m, r in results.items():
         r["train_rows_s"] = r["train_rows"] / r["train_s"]
         r["train_tokens_s"] = sum(train_lengths) / r["train_s"]
@@ -236,7 +244,7 @@ def main():
         r["predict_mfu"] = model_flops(r["params"], test_lengths, False) / r["predict_s"] / own_peak
         print(f"{m:>9} {r['precision']:>13} {r['train_rows_s']:>8.1f} {r['train_tokens_s']:>8.0f} "
               f"{r['predict_rows_s']:>8.1f} {r['loss']:>7.4f} {r['peak_rss_gb']:>7.2f} {r['train_mfu']:>9.3f} "
-              f"{r['predict_mfu']:>8.3f}")
+              f"{r['predict_mfu']:>8.3f}" + (f" {r['peak_gpu_gb']:>6.2f}" if device.type == "cuda" else ""))
     print("(MFU: model FLOPs per second over the matmul peak of the row's own precision)")
     missing = {"train_rows_s": float("nan"), "predict_rows_s": float("nan")}
     ours, naive, strong = results["ours"], results.get("naive", missing), results.get("strong", missing)

@@ -30,6 +30,7 @@ DEFAULTS = {
     "epochs": 3,
     "batch_size": 16,
     "eval_batch_size": 64,
+    "pad_to_multiple_of": 16,      # batch lengths round up to this (at most max_len): fewer shapes, flat CPU memory
     "grad_accum": 1,
     "max_grad_norm": 1.0,
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
@@ -111,6 +112,9 @@ def coerce(cfg):
     for key, allowed in CHOICES.items():
         if cfg[key] not in allowed:
             raise UserError(f"config key '{key}' is {cfg[key]!r}; choose one of: {', '.join(allowed)}")
+    if cfg["pad_to_multiple_of"] < 1:
+        raise UserError(f"config key 'pad_to_multiple_of' must be 1 or more (1: pad to each batch's longest row), "
+                        f"got {cfg['pad_to_multiple_of']}")
     return cfg
 
 

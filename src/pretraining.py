@@ -23,7 +23,7 @@ from artifacts import read_json, write_json
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, precision_name, seed_everything,
-                    sorted_batches, to_device)
+                    sorted_batches, to_device, use_shape_agnostic_attention)
 from optim import fused_adamw_on
 from progress import progress
 from truncation import special_tokens
@@ -337,6 +337,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
     model, head = load_mlm_model(backbone_path, cfg["backbone"])
     device = pick_device()
     dtype = amp_dtype(device, cfg["amp"])
+    use_shape_agnostic_attention(device)
     print(f"ITPT on {device} ({precision_name(dtype)})")
     model.to(device)
     before = holdout_loss(model, hold_rows, tokenizer, cfg, device, dtype)

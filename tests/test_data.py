@@ -77,3 +77,9 @@ def test_unknown_config_key_lists_valid_ones(tmp_path):
     assert cfg["lr"] == 3e-5 and cfg["epochs"] == 2 and cfg["pooling"] == "mean"
     with pytest.raises(UserError, match="pooling"):
         load_config(None, ["pooling=median"])
+
+
+def test_pad_multiple_below_one_is_refused():
+    assert load_config(None, ["pad_to_multiple_of=8"])["pad_to_multiple_of"] == 8
+    with pytest.raises(UserError, match="pad_to_multiple_of.*1 or more"):
+        load_config(None, ["pad_to_multiple_of=0"])
