@@ -13,6 +13,8 @@ test rows, in its own subprocess so peak RSS is its own:
 Then: matmul peak of this machine (fp32, bf16), model FLOPs utilisation (MFU) against the peak of each row's
 precision, and a 1x/2x/4x rows scaling check. The last line is machine-readable (ratios of `ours`).
 `--profile` instead prints torch.profiler's top operators of ours' training steps, fp32 and default precision.
+On a GPU the peers train with bf16=True (as ours does under amp=auto), MFU is against the GPU's matmul peak, and a
+gpu_gb column gives each way's peak GPU memory.
 """
 import argparse
 import contextlib
