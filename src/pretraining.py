@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from artifacts import read_json, write_json
+from attention import use_fused_attention
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, precision_name, seed_everything,
@@ -136,6 +137,7 @@ def load_mlm_model(path, label=None):
     encoder_missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix))
     if encoder_missing:
         raise UserError(f"{label}: the checkpoint lacks encoder weights {encoder_missing[:3]}...; not a usable backbone")
+    use_fused_attention(model)
     out, inp = model.get_output_embeddings(), model.get_input_embeddings()
     if head_missing:
         model.config.tie_word_embeddings = True

@@ -69,3 +69,33 @@ def test_attention_dropout_set_or_kept(setting, expected):
     ids, mask = batch(b=2, length=6)
     first, second = (model(input_ids=ids, attention_mask=mask).last_hidden_state for _ in range(2))
     assert torch.equal(first, second) is (expected == 0.0)  # in train mode only attention dropout could differ
+
+
+def test_last4_pooling_on_a_two_layer_backbone_uses_the_three_states_it_has():
+    torch.manual_seed(0)
+    two = load_backbone(BertConfig(vocab_size=50, hidden_size=H, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=32))
+    model = TextClassifier(two, n_labels=3, pooling="last4_concat").eval()
+    assert model.pooler.out_dim == 3 * H
+    assert model(*batch()).shape == (3, 3)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "max"])
+def test_masked_pooling_runs_under_bf16_autocast(pooling):
+    model = TextClassifier(tiny_bert(), n_labels=2, pooling=pooling).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(*batch())
+    assert torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("family,expected", [("bert", 64), ("roberta", 62), ("mpnet", 62), ("deberta-v3", None)])
+def test_max_positions_is_the_longest_input_the_backbone_takes(tmp_path, family, expected):
+    from transformers import DebertaV2Config, MPNetConfig, RobertaConfig
+    from modeling import max_positions
+    size = dict(vocab_size=50, hidden_size=H, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=64)
+    config = {"bert": lambda: BertConfig(**size), "roberta": lambda: RobertaConfig(pad_token_id=1, **size),
+              "mpnet": lambda: MPNetConfig(pad_token_id=1, **size),
+              "deberta-v3": lambda: DebertaV2Config(relative_attention=True, position_biased_input=False, **size)}
+    config[family]().save_pretrained(tmp_path)
+    assert max_positions(str(tmp_path)) == expected
