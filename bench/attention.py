@@ -13,15 +13,13 @@ rows/s, peak RSS and (on CUDA) peak GPU memory; the last line is machine-readabl
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from throughput import peak_rss_gb  # noqa: E402
+from throughput import device_description, peak_rss_gb, run_worker  # noqa: E402
 
 WAYS = ("bert", "mpnet_eager", "mpnet_sdpa", "bert_ckpt", "mpnet_sdpa_ckpt")
 
@@ -78,11 +76,7 @@ def worker(args):
 def spawn(args, way):
     cmd = [sys.executable, __file__, "--worker", way, "--max-len", str(args.max_len), "--batch-size",
            str(args.batch_size), "--steps", str(args.steps), "--predict-rows", str(args.predict_rows), "--amp", args.amp]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.exit(f"{way} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    return run_worker(cmd, way)
 
 
 def main():
@@ -98,7 +92,7 @@ def main():
     if args.way:
         return worker(args)
     import torch
-    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    where = device_description()
     print(f"base-size encoders (12 x 768, random weights), max_len {args.max_len}, batch {args.batch_size}, "
           f"{args.steps} steps, predict {args.predict_rows} rows, amp {args.amp}, torch {torch.__version__}, {where}")
     print(f"{'way':>16} {'precision':>13} {'train/s':>8} {'pred/s':>8} {'rss_gb':>7} {'gpu_gb':>7}")

@@ -187,10 +187,20 @@ def spawn(args, method, scale=1):
            "--max-len", str(args.max_len), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
            "--predict-rows", str(args.predict_rows), "--lr", str(args.lr), "--eval-batch-size",
            str(args.eval_batch_size), "--scale", str(scale)] + (["--profile"] if args.profile else [])
+    return run_worker(cmd, method)
+
+
+def device_description():
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+
+
+def run_worker(cmd, label):
+    """Runs a worker subprocess and returns the dict it printed as its last `RESULT {json}` line."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
+        sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
 
 
@@ -217,7 +227,7 @@ def main():
         return worker(args)
 
     import torch
-    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    where = device_description()
     print(f"data {args.data}, {args.backbone}, max_len {args.max_len}, batch {args.batch_size}, {args.steps} steps, "
           f"predict {args.predict_rows} rows, torch {torch.__version__}, {where}")
     from engine import amp_dtype, pick_device, precision_name

@@ -7,7 +7,8 @@ import torch
 from transformers import BertConfig, MPNetConfig
 
 from attention import uses_fused_attention
-from modeling import TextClassifier, enable_gradient_checkpointing, load_backbone
+from modeling import POOLINGS, TextClassifier, enable_gradient_checkpointing, load_backbone
+from optim import layer_depths
 
 
 def tiny(family, **extra):
@@ -106,3 +107,19 @@ def test_gradient_checkpointing_is_off_in_evaluation():
         model(*padded_batch())
     hook.remove()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_every_pooling_head_and_hierarchical_chunks_run_on_mpnet(pooling):
+    model = TextClassifier(tiny("mpnet"), 3, pooling=pooling, hierarchical=True, chunk_pool="attention").eval()
+    ids, mask = padded_batch()
+    chunk_ids, chunk_mask = ids.view(3, 2, 20), mask.view(3, 2, 20)
+    chunk_mask[:, :, 0] = 1  # every chunk has at least its first token
+    present = torch.tensor([[True, True], [True, False], [True, True]])
+    assert model(chunk_ids, chunk_mask, present).shape == (3, 3)
+
+
+def test_llrd_finds_mpnet_layer_stack():
+    depths, n = layer_depths(tiny("mpnet"))
+    assert n == 3 and depths["encoder.layer.2.attention.attn.q.weight"] == 0
+    assert depths["encoder.layer.0.output.dense.weight"] == 2 and depths["embeddings.word_embeddings.weight"] == 3

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import experiment
 import pretraining
+from attention import uses_fused_attention
 from config import load_config
 from data import load_competition
 from helpers import write_competition
@@ -107,26 +108,30 @@ def test_init_itpt_starts_from_checkpoint_weights(pretrained, monkeypatch):
     assert not torch.equal(saved[word], original[word])  # ITPT did change the encoder
 
 
-def make_headless_backbone(folder):
-    """A tiny BertModel without MLM head (and untied by config), with splade-tiny's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def make_headless_backbone(folder, family="bert"):
+    """A tiny BertModel or MPNetModel (as mpnet-base ships) without MLM head (and untied by config), with
+    splade-tiny's tokenizer."""
+    from transformers import AutoModel, AutoTokenizer, BertConfig, MPNetConfig
     tokenizer = AutoTokenizer.from_pretrained(pretraining.resolve_backbone("splade-tiny"))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=False)
+    make = MPNetConfig if family == "mpnet" else BertConfig
+    config = make(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=False)
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def test_backbone_without_mlm_head_gets_tied_head(pretrained, tmp_path, capsys):
+@pytest.mark.parametrize("family", ["bert", "mpnet"])
+def test_backbone_without_mlm_head_gets_tied_head(pretrained, tmp_path, capsys, family):
     from transformers import AutoModelForMaskedLM
     work, _, comp, _ = pretrained
-    backbone = make_headless_backbone(tmp_path / "headless")
+    backbone = make_headless_backbone(tmp_path / "headless", family)
     model, note = pretraining.load_mlm_model(str(backbone), "headless")
     assert "headless has no MLM head: a new one is initialised, its decoder tied to the input embeddings" \
         in capsys.readouterr().out
     assert note.startswith("new head") and model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert uses_fused_attention(model) == (family == "mpnet")
 
     folder = pretraining.ensure_checkpoint(make_cfg(work, f"backbone={backbone}", "itpt_max_steps=3"), comp)
     info = json.loads(Path(folder, "itpt.json").read_text())
