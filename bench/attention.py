@@ -6,7 +6,7 @@ them), trained and run by this project's engine on the same random token rows, e
   bert          BERT 12 x 768, PyTorch SDPA (what transformers picks for BERT)
   mpnet_eager   MPNet 12 x 768, transformers' eager attention (MPNetModel._supports_sdpa is False in 5.23)
   mpnet_sdpa    MPNet 12 x 768 through scaled_dot_product_attention with the position bias as an additive mask
-                (src/attention.py: what load_backbone uses)
+                (src/attention.py: what load_backbone uses on CUDA; forced here on a CPU too, to measure it)
   *_ckpt        the same with gradient_checkpointing: true
 Rows have random lengths between max_len/2 and max_len, padded to max_len: one shape, padding masks exercised. Prints train and predict
 rows/s, peak RSS and (on CUDA) peak GPU memory; the last line is machine-readable.
@@ -50,6 +50,9 @@ def worker(args):
                              f"amp={args.amp}"])
     torch.manual_seed(0)
     backbone = load_backbone(base_config(family, args.max_len), attention_dropout=0.0)
+    if args.way.startswith("mpnet_sdpa"):
+        import attention
+        attention.fused_pays = lambda hidden_states: True
     if args.way == "mpnet_eager":
         for module in backbone.modules():
             if hasattr(module, "eager_forward"):

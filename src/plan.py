@@ -14,9 +14,10 @@ from cli import run_cli
 from config import UserError, load_config
 
 LARGE_BACKBONES = {"mpnet-base": "requirements-large.txt"}
-# Training rows/s of a backbone on the reference CPU (2-core AMD EPYC, avx512_bf16, bf16 autocast), by max_len:
-# bench/throughput.py --ways ours (README, Backbones). Scaled by core count for the estimate; GPUs are far faster.
-CPU_ROWS_PER_S = {"mpnet-base": {128: 9.5, 512: 1.9}}
+# Training rows/s on the reference CPU (2-core AMD EPYC with avx512_bf16) by precision and max_len, from
+# bench/throughput.py --ways ours (README, Speed). Scaled by core count for a rough estimate; GPUs are far faster.
+CPU_ROWS_PER_S = {"mpnet-base": {"bf16": {128: 15.1, 512: 1.8}, "fp32": {128: 5.5, 512: 1.0}}}
+TOKENS_PER_WORD = 1.3  # word pieces per whitespace word in English text, roughly
 REFERENCE_CORES = 2
 
 
@@ -35,8 +36,8 @@ def read_list(path):
     return entries
 
 
-def rows_per_s(backbone, max_len, cores):
-    table = CPU_ROWS_PER_S.get(backbone)
+def rows_per_s(backbone, max_len, cores, precision="bf16"):
+    table = CPU_ROWS_PER_S.get(backbone, {}).get(precision)
     if not table:
         return None
     (short, fast), (long, slow) = sorted(table.items())
@@ -45,18 +46,38 @@ def rows_per_s(backbone, max_len, cores):
     return cores / REFERENCE_CORES / seconds_per_row
 
 
-def cpu_estimate(cfg):
-    """'about N h' for every fold and epoch of `cfg` on this CPU, or '' when there is no measured rate."""
-    rate = rows_per_s(cfg["backbone"], cfg["max_len"], os.cpu_count() or 1)
+def typical_length(texts, max_len):
+    """Tokens of an average row after truncation, from word counts (no tokenizer, so no backbone install needed)."""
+    words = sum(len(str(t).split()) for t in texts) / max(len(texts), 1)
+    return min(max_len, round(TOKENS_PER_WORD * words) + 2)
+
+
+def cpu_hours(cfg, train_rows, test_rows, cores, precision, length=None):
+    """Every fold's training, plus its per-epoch evaluation and test prediction at about 3x the training rate;
+    rows of `length` tokens (default max_len: dynamic padding makes shorter rows cheaper)."""
+    rate = rows_per_s(cfg["backbone"], length or cfg["max_len"], cores, precision)
     if rate is None:
-        return ""
+        return None
+    k, epochs = cfg["n_folds"], cfg["epochs"]
+    trained = train_rows * (k - 1) / k * epochs * k
+    predicted = train_rows * epochs + test_rows * k
+    return (trained + predicted / 3) / rate / 3600
+
+
+def cpu_estimate(cfg):
+    """'; here it would take roughly N h' for every fold of `cfg` on this CPU, or '' where no rate is measured."""
+    from engine import amp_dtype
+    import torch
+    precision = "fp32" if amp_dtype(torch.device("cpu"), cfg["amp"]) is None else "bf16"
     try:
         from data import load_competition
-        rows = len(load_competition(cfg["input_dir"], cfg["data_config"], verbose=False).train_texts)
+        comp = load_competition(cfg["input_dir"], cfg["data_config"], verbose=False)
     except (UserError, OSError):
         return ""
-    train_rows = rows * (cfg["n_folds"] - 1) / cfg["n_folds"] * cfg["epochs"] * cfg["n_folds"]
-    return f"; here it would take roughly {train_rows / rate / 3600:.1f} h ({cfg['n_folds']} folds)"
+    length = typical_length(comp.train_texts, cfg["max_len"])
+    hours = cpu_hours(cfg, len(comp.train_texts), len(comp.test_texts), os.cpu_count() or 1, precision, length)
+    return "" if hours is None else (f"; here it would take roughly {hours:.1f} h ({cfg['n_folds']} folds, {precision}, "
+                                     f"rows of about {length} tokens)")
 
 
 def plan(list_path, has_cuda):

@@ -6,9 +6,16 @@ import pytest
 import torch
 from transformers import BertConfig, MPNetConfig
 
+import attention
 from attention import uses_fused_attention
 from modeling import POOLINGS, TextClassifier, enable_gradient_checkpointing, load_backbone
 from optim import layer_depths
+
+
+@pytest.fixture(autouse=True)
+def fused_on_cpu_too(monkeypatch):
+    """The fused path runs on CUDA only; these tests check it on the CPU."""
+    monkeypatch.setattr(attention, "fused_pays", lambda hidden_states: True)
 
 
 def tiny(family, **extra):
@@ -123,3 +130,15 @@ def test_llrd_finds_mpnet_layer_stack():
     depths, n = layer_depths(tiny("mpnet"))
     assert n == 3 and depths["encoder.layer.2.attention.attn.q.weight"] == 0
     assert depths["encoder.layer.0.output.dense.weight"] == 2 and depths["embeddings.word_embeddings.weight"] == 3
+
+
+def test_mpnet_stays_eager_on_a_cpu(monkeypatch):
+    monkeypatch.undo()
+    fused = tiny("mpnet").eval()
+    calls = []
+    block = fused.encoder.layer[0].attention.attn
+    eager = block.eager_forward
+    block.eager_forward = lambda *a, **k: calls.append(1) or eager(*a, **k)
+    with torch.no_grad():
+        fused(*padded_batch())
+    assert calls == [1]

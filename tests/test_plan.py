@@ -1,4 +1,5 @@
 """Which experiments run.sh trains: gpu-only lines, the CPU estimate, extra requirement files."""
+import pandas as pd
 import pytest
 
 import plan
@@ -28,12 +29,24 @@ def test_cpu_plan_says_how_to_add_the_gpu_experiment_and_how_long(listed, capsys
     plan.plan(listed, has_cuda=False)
     note = capsys.readouterr().err
     assert "python src/train.py configs/base.yaml" in note and "CUDA" in note
-    hours = 100 * 4 / 5 * 3 * 5 / plan.CPU_ROWS_PER_S["mpnet-base"][512] / 3600
+    precision = "bf16" if "bf16," in note else "fp32"
+    length = plan.typical_length(pd.read_csv("input/train.csv")[["title", "body"]].agg(" ".join, axis=1), 512)
+    assert f"rows of about {length} tokens" in note and length < 60
+    hours = plan.cpu_hours(plan.load_config("configs/base.yaml"), 100, 10, 2, precision, length)
     assert f"roughly {hours:.1f} h" in note
 
 
+def test_cpu_hours_count_training_evaluation_and_prediction():
+    cfg = {"backbone": "mpnet-base", "max_len": 512, "n_folds": 5, "epochs": 3}
+    rate = plan.CPU_ROWS_PER_S["mpnet-base"]["bf16"][512]
+    expected = (1000 * 4 / 5 * 3 * 5 + (1000 * 3 + 200 * 5) / 3) / rate / 3600
+    assert plan.cpu_hours(cfg, 1000, 200, 2, "bf16") == pytest.approx(expected)
+    assert plan.cpu_hours(cfg, 1000, 200, 2, "fp32") > plan.cpu_hours(cfg, 1000, 200, 2, "bf16")
+    assert plan.cpu_hours(dict(cfg, backbone="minilm-l6"), 1000, 200, 2, "bf16") is None
+
+
 def test_rate_between_measured_lengths_is_between_their_rates():
-    fast, slow = plan.CPU_ROWS_PER_S["mpnet-base"][128], plan.CPU_ROWS_PER_S["mpnet-base"][512]
+    fast, slow = plan.CPU_ROWS_PER_S["mpnet-base"]["bf16"][128], plan.CPU_ROWS_PER_S["mpnet-base"]["bf16"][512]
     assert plan.rows_per_s("mpnet-base", 128, 2) == pytest.approx(fast)
     assert slow < plan.rows_per_s("mpnet-base", 256, 2) < fast
     assert plan.rows_per_s("mpnet-base", 512, 4) == pytest.approx(2 * slow)
@@ -50,3 +63,8 @@ def test_bad_list_line_names_file_and_line(tmp_path):
     path.write_text("configs/a.yaml\nconfigs/b.yaml cpu\n")
     with pytest.raises(UserError, match="line 2"):
         plan.read_list(str(path))
+
+
+def test_typical_length_counts_words_and_stops_at_max_len():
+    assert plan.typical_length(["one two three four", "five six"], 512) == round(1.3 * 3) + 2
+    assert plan.typical_length(["word " * 1000], 256) == 256
