@@ -1,13 +1,16 @@
 """Blend finished experiments' fold logits into submissions/submission.csv (plus a timestamped copy and a report).
 
-    python src/ensemble.py [EXPERIMENTS ...] [--average prob|logit] [--include-baseline]
+    python src/ensemble.py [EXPERIMENTS ...] [--average prob|logit] [--no-baseline] [--methods forward,stacking]
 
 Without EXPERIMENTS: every models/<name>/ with a metrics.json whose OOF folds match input/folds.csv
-(tfidf-baseline only with --include-baseline).
+(tfidf-baseline included unless --no-baseline). Every method of src/blend_search.py is scored on fold-held-out OOF
+rows and the best one writes the submission.
 """
 import argparse
 
 from cli import run_cli
+from blend_search import METHODS
+from config import UserError
 from ensembling import run_ensemble
 
 
@@ -20,10 +23,20 @@ def main():
     parser.add_argument("--submissions-dir", default="submissions")
     parser.add_argument("--average", choices=("prob", "logit"), default="prob",
                         help="average each experiment's folds as probabilities (default) or raw logits")
-    parser.add_argument("--include-baseline", action="store_true", help="blend tfidf-baseline too")
+    parser.add_argument("--no-baseline", action="store_true", help="leave tfidf-baseline out of the candidates")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"ways to combine the experiments to compare (default: all of {', '.join(METHODS)})")
     args = parser.parse_args()
     run_ensemble(args.experiments or None, args.input_dir, args.models_dir, args.data_config, args.submissions_dir,
-                 args.average, args.include_baseline)
+                 args.average, not args.no_baseline, parse_methods(args.methods))
+
+
+def parse_methods(text):
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+    return methods
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ def probabilities(task, logits):
     return softmax(logits, axis=1) if task == "single" else expit(logits)
 
 
+def clipped(prob, eps=1e-7):
+    """Probabilities kept off 0 (log-loss is infinite there) and renormalised to sum to 1."""
+    p = np.clip(prob, eps, 1)
+    return p / p.sum(1, keepdims=True)
+
+
 def mean_roc_auc(y, prob):
     scores = [roc_auc_score(y[:, j], prob[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
     return float(np.mean(scores)) if scores else float("nan")
@@ -23,7 +29,7 @@ def score_probabilities(task, y, prob):
         return {
             "accuracy": float(accuracy_score(y, pred)),
             "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(prob.shape[1]), zero_division=0)),
-            "log_loss": float(log_loss(y, np.clip(prob, 1e-7, 1), labels=np.arange(prob.shape[1]))),
+            "log_loss": float(log_loss(y, clipped(prob), labels=np.arange(prob.shape[1]))),
         }
     pred = (prob >= 0.5).astype(int)
     return {

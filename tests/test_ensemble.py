@@ -11,7 +11,8 @@ import ensemble
 from artifacts import logits_frame, write_json
 from config import UserError
 from data import load_competition
-from ensembling import blend, blend_loss, fit_weights, run_ensemble
+from blend_search import blend, blend_loss, fitted_weights
+from ensembling import run_ensemble
 from metrics import is_better, probabilities, score, score_probabilities
 
 LABELS = ["cat", "dog", "eel"]
@@ -109,18 +110,17 @@ def test_single_label_submission_matches_sample_in_sample_order(single):
     assert sub["label"].tolist() == [truth[i] for i in sub["id"]]  # mapped by id, decoded to strings
 
 
-def test_fitted_weights_are_a_valid_blend_never_worse_than_equal(single):
+def test_every_method_is_scored_and_the_best_held_out_one_is_submitted(single):
     comp, folds, truth, kw = single
     result = run_ensemble(["good", "weak", "noise"], **kw)
-    w = result["fitted_weights"]
-    assert min(w.values()) >= 0 and abs(sum(w.values()) - 1) < 1e-6
-    assert w["noise"] < w["good"]
-    metric = result["metric"]
-    assert not is_better(metric, result["equal_weights_scores"][metric], result["ensemble"][metric])
-    used = result["weights"]
-    assert result["method"] in ("fitted", "equal")
-    assert used == (w if result["method"] == "fitted" else {n: 1 / 3 for n in used})
-    # the chosen blend, recomputed from the files, gives the reported OOF score
+    metric, methods = result["metric"], result["methods"]
+    assert set(methods) == {"best_single", "equal", "fitted", "forward", "stacking"}
+    w = methods["fitted"]["weights"]
+    assert min(w.values()) >= 0 and abs(sum(w.values()) - 1) < 1e-6 and w.get("noise", 0) < w["good"]
+    held = {m: r["held_out_scores"][metric] for m, r in methods.items()}
+    assert not any(is_better(metric, v, held[result["method"]]) for v in held.values())
+    assert result["cv"] == held[result["method"]] and result["pick"].startswith("Pick ")
+    # the submitted method's fold-held-out OOF, read back from the file, gives the reported CV
     oof = pd.read_csv(kw["submissions_dir"] + "/ensemble_oof.csv", dtype={"id": str})
     assert oof["id"].tolist() == comp.train_ids
     assert score_probabilities("single", comp.y, oof[LABELS].to_numpy())[metric] == pytest.approx(result["cv"])
@@ -131,21 +131,22 @@ def test_fit_weights_lowers_loss():
     y = rng.integers(0, 3, 200)
     good = probabilities("single", 3 * np.eye(3)[y] + rng.normal(0, 1, (200, 3)))
     bad = probabilities("single", rng.normal(0, 1, (200, 3)))
-    w = fit_weights("single", y, [good, bad])
+    w = fitted_weights("single", y, [good, bad], "accuracy")
     assert (w >= 0).all() and w.sum() == pytest.approx(1) and w[0] > 0.9
     assert blend_loss("single", y, [good, bad], w) < blend_loss("single", y, [good, bad], [0.5, 0.5])
     assert blend([good, bad], w).sum(1) == pytest.approx(np.ones(200))
 
 
-def test_default_selection_skips_other_folds_and_baseline(single, capsys):
+def test_default_selection_takes_the_baseline_and_skips_other_folds(single, capsys):
     comp, folds, truth, kw = single
     write_experiment(Path(kw["models_dir"]), "shifted", comp, (folds + 1) % 3, truth, 2.0, 5)
     result = run_ensemble(**kw)
     out = capsys.readouterr().out
-    assert result["experiments"] == ["good", "noise", "weak"]
-    assert "skipped shifted" in out and "fold" in out and "skipped tfidf-baseline" in out
-    assert result["baseline"]["accuracy"] > 0
-    assert run_ensemble(include_baseline=True, **kw)["experiments"] == ["good", "noise", "tfidf-baseline", "weak"]
+    assert result["experiments"] == ["good", "noise", "tfidf-baseline", "weak"]
+    assert "skipped shifted" in out and "fold" in out
+    result = run_ensemble(include_baseline=False, **kw)
+    assert result["experiments"] == ["good", "noise", "weak"] and result["baseline"]["accuracy"] > 0
+    assert "skipped tfidf-baseline" in capsys.readouterr().out
 
 
 def test_named_experiments_from_other_folds_are_refused(single):
@@ -180,7 +181,7 @@ def test_earlier_submission_is_kept(single):
 
 def test_report_and_plots_are_written(single):
     comp, folds, truth, kw = single
-    run_ensemble(["good", "weak"], **kw)
+    run_ensemble(["good", "weak"], include_baseline=False, **kw)
     sub_dir = Path(kw["submissions_dir"])
     report = (sub_dir / "report.md").read_text()
     for text in ("good", "weak", "ENSEMBLE", "tfidf-baseline", "/ckpt/good", "lr=3e-05", "llrd_decay=0.9", "fold 2"):
@@ -188,7 +189,8 @@ def test_report_and_plots_are_written(single):
     for png in ("fold_scores.png", "confusion.png"):
         assert (sub_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((sub_dir / "ensemble.json").read_text())
-    assert saved["experiments"] == ["good", "weak"] and set(saved["weights"]) == {"good", "weak"}
+    assert saved["experiments"] == ["good", "weak"] and set(saved["weights"] or {"good"}) <= {"good", "weak"}
+    assert "## Methods" in report and "**submitted**" in report and saved["pick"] in report
     assert f"| tfidf-baseline | {saved['baseline']['accuracy']:.4f} |" in report
 
 
@@ -224,15 +226,3 @@ def test_cli_prints_one_line_error_and_exits_2(single, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing" in err and "\n" not in err
-
-
-def test_fitted_weights_are_dropped_when_they_score_worse(monkeypatch):
-    import ensembling
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 3, 150)
-    good = probabilities("single", 3 * np.eye(3)[y] + rng.normal(0, 1, (150, 3)))
-    bad = probabilities("single", rng.normal(0, 1, (150, 3)))
-    monkeypatch.setattr(ensembling, "fit_weights", lambda task, y, probs: np.array([0.0, 1.0]))
-    choice = ensembling.choose_weights("single", y, [good, bad], "accuracy")
-    assert choice["method"] == "equal" and choice["weights"].tolist() == [0.5, 0.5]
-    assert choice["fitted_scores"]["accuracy"] < choice["equal_scores"]["accuracy"]

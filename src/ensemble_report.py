@@ -1,0 +1,122 @@
+"""The ensemble's report.md and plots."""
+from pathlib import Path
+
+import numpy as np
+
+from artifacts import atomic_write, write_text
+from metrics import LOWER_IS_BETTER
+
+
+def score_table(rows, keys):
+    lines = ["| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for r in rows:
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r['scores'].get(k, float('nan')):.4f}" for k in keys) + " |")
+    return lines
+
+
+def fold_table(rows, metric):
+    n = max(len(r["folds"]) for r in rows)
+    lines = ["| model | " + " | ".join(f"fold {k}" for k in range(n)) + " | overall |", "|---|" + "---:|" * (n + 1)]
+    for r in rows:
+        by_fold = {int(f["fold"]): f.get(metric, float("nan")) for f in r["folds"]}
+        cells = [f"{by_fold[k]:.4f}" if k in by_fold else "" for k in range(n)]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + f" | {r['scores'].get(metric, float('nan')):.4f} |")
+    return lines
+
+
+def tuned_text(best_params):
+    return ", ".join(f"{k}={v}" for k, v in best_params.items()) if best_params else "-"
+
+
+def describe(method, weights):
+    if weights is None:
+        return "logistic-regression meta-model" if method == "stacking" else method
+    return ", ".join(f"{n} {w:.3f}" for n, w in weights.items())
+
+
+def method_table(summary):
+    metric = summary["metric"]
+    lines = [f"| method | combination | OOF {metric} in-sample | OOF {metric} fold-held-out | |", "|---|---|---:|---:|---|"]
+    for m, r in summary["methods"].items():
+        lines.append(f"| {m} | {describe(m, r['weights'])} | {r['oof_scores'][metric]:.4f} "
+                     f"| {r['held_out_scores'][metric]:.4f} | {'**submitted**' if m == summary['method'] else ''} |")
+    return lines
+
+
+def write_report(path, summary, rows, exps, plots):
+    metric = summary["metric"]
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+    weights = summary["weights"] or {}
+    lines = [
+        "# Ensemble report", "",
+        f"Submission: `{summary['submission_copy']}` (also `{summary['submission']}`), "
+        f"{len(exps)} candidate experiment(s), test predictions averaged over folds as "
+        f"{'probabilities' if summary['average'] == 'prob' else 'raw logits'}.", "",
+        f"**{summary['pick']}**", "",
+        f"Selection metric: {metric} ({direction} is better). {summary['verdict']}", "",
+        "## Methods", "",
+        "Each method is fitted on all OOF rows (in-sample score, and the test prediction) and, to compare them "
+        "honestly, once per fold on the other folds' rows, scored on that fold (fold-held-out score). The submission "
+        "comes from the best fold-held-out score; ties go to the simpler method.", "",
+        *method_table(summary), "",
+        "## Out-of-fold CV", "", *score_table(rows, list(summary["ensemble"])), "",
+        f"## Per fold ({metric})", "", *fold_table(rows, metric), "",
+        "## Models", "", "| experiment | weight | metrics.json cv | init (checkpoint) | tuned values |", "|---|---:|---:|---|---|",
+    ]
+    for e in exps:
+        weight = f"{weights.get(e['name'], 0.0):.4f}" if summary["weights"] is not None else "stacked"
+        lines.append(f"| {e['name']} | {weight} | {e['metrics'].get('cv', float('nan')):.4f} "
+                     f"| {e['init']} | {tuned_text(e['best_params'])} |")
+    lines.append("")
+    if summary["skipped"]:
+        lines += ["## Skipped", ""] + [f"- {n}: {w}" for n, w in summary["skipped"].items()] + [""]
+    lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    write_text(path, "\n".join(lines))
+
+
+def plot_fold_scores(path, rows, metric):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        folds = [int(f["fold"]) for f in r["folds"]]
+        ax.plot(folds, [f.get(metric, float("nan")) for f in r["folds"]], marker="o", label=r["name"])
+    ax.set_xlabel("fold")
+    ax.set_ylabel(metric)
+    ax.set_title(f"OOF {metric} per fold")
+    ax.set_xticks(sorted({int(f["fold"]) for r in rows for f in r["folds"]}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+
+
+def plot_confusion(path, comp, prob, top=15):
+    """Row-normalised confusion matrix of the ensemble's OOF argmax, for the `top` most frequent classes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+    counts = np.bincount(comp.y, minlength=len(comp.classes))
+    shown = np.argsort(-counts, kind="stable")[:top]
+    cm = confusion_matrix(comp.y, prob.argmax(1), labels=shown)
+    rate = cm / np.maximum(counts[shown][:, None], 1)
+    names = [str(comp.classes[i])[:20] for i in shown]
+    size = 3 + 0.45 * len(shown)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(shown)):
+        for j in range(len(shown)):
+            ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7, color="white" if rate[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(shown)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(shown)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    more = f", top {len(shown)} of {len(comp.classes)} classes" if len(comp.classes) > len(shown) else ""
+    ax.set_title(f"ensemble OOF confusion (rows normalised{more})", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)

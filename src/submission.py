@@ -1,0 +1,129 @@
+"""The submission file: test probabilities -> the sample submission's columns and order, checked, written with a
+timestamped copy; a hand-written submission.csv is never lost."""
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from artifacts import atomic_write
+from config import UserError
+from data import sniff_sep
+
+
+def short(values, n=6):
+    values = list(values)
+    return "[" + ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "") + "]"
+
+
+def decode_labels(comp, prob):
+    """Single-label: the top class; delimited multi-label: labels with prob >= 0.5 (the top one if none)."""
+    if comp.task == "single":
+        return [comp.classes[i] for i in prob.argmax(1)]
+    rows = []
+    for p in prob:
+        picked = np.flatnonzero(p >= 0.5)
+        if len(picked) == 0:
+            picked = [int(p.argmax())]
+        rows.append(comp.label_delimiter.join(str(comp.classes[i]) for i in picked))
+    return rows
+
+
+def label_columns_of_sample(comp):
+    return [c for c in comp.sample.columns if c != comp.id_column]
+
+
+def submission_frame(comp, test_prob):
+    """test_prob (rows in test.csv order) -> the sample submission's columns, in the sample's id order."""
+    sample, id_col = comp.sample, comp.id_column
+    position = {i: p for p, i in enumerate(comp.test_ids)}
+    prob = test_prob[[position[i] for i in sample[id_col]]]
+    out = pd.DataFrame({id_col: sample[id_col].to_numpy()})
+    label_cols = label_columns_of_sample(comp)
+    classes = [str(c) for c in comp.classes]
+    if comp.task == "multi" and not comp.label_delimiter:
+        missing = [c for c in label_cols if c not in classes]
+        if missing:
+            raise UserError(f"sample submission columns {missing} are not among the labels {short(classes)}")
+        for c in label_cols:
+            out[c] = prob[:, classes.index(c)]
+    else:
+        if len(label_cols) != 1:
+            raise UserError(f"the sample submission has columns {label_cols} besides '{id_col}'; "
+                            f"expected one label column")
+        out[label_cols[0]] = decode_labels(comp, prob)
+    return out[list(sample.columns)]
+
+
+def check_submission(path, comp, sep, encoding):
+    """Raise UserError unless `path` has the sample's columns, ids and order, no empty cell and valid values."""
+    sub = pd.read_csv(path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""])
+    sample, id_col = comp.sample, comp.id_column
+    label_cols = label_columns_of_sample(comp)
+    classes = set(map(str, comp.classes))
+    problem = None
+    if list(sub.columns) != list(sample.columns):
+        problem = f"columns {list(sub.columns)} differ from the sample's {list(sample.columns)}"
+    elif len(sub) != len(sample):
+        problem = f"{len(sub)} rows, the sample has {len(sample)}"
+    elif sub[id_col].tolist() != sample[id_col].tolist():
+        problem = "ids or their order differ from the sample's"
+    elif sub.isna().any().any():
+        problem = f"{int(sub.isna().sum().sum())} empty cells"
+    elif comp.task == "single":
+        bad = ~sub[label_cols[0]].isin(classes)
+        if bad.any():
+            problem = f"{int(bad.sum())} labels outside the known classes (first: {sub[label_cols[0]][bad].iloc[0]!r})"
+    elif comp.label_delimiter:
+        bad = [v for v in sub[label_cols[0]] if not set(v.split(comp.label_delimiter)) <= classes]
+        if bad:
+            problem = f"{len(bad)} label sets with unknown labels (first: {bad[0]!r})"
+    else:
+        values = sub[label_cols].astype(float).to_numpy()
+        if not (np.isfinite(values) & (values >= 0) & (values <= 1)).all():
+            problem = "probabilities outside [0, 1]"
+    if problem:
+        raise UserError(f"{path}: invalid submission: {problem}")
+
+
+def free_path(folder, stamp):
+    path, n = folder / f"submission-{stamp}.csv", 1
+    while path.exists():
+        path, n = folder / f"submission-{stamp}-{n}.csv", n + 1
+    return path
+
+
+def keep_unsaved(latest):
+    """A submission.csv matching no timestamped copy (e.g. written by hand) is kept as one before replacement."""
+    if not latest.exists():
+        return
+    data = latest.read_bytes()
+    if any(p.read_bytes() == data for p in latest.parent.glob("submission-*.csv")):
+        return
+    target = free_path(latest.parent, time.strftime("%Y%m%d-%H%M%S", time.localtime(latest.stat().st_mtime)))
+    shutil.copyfile(latest, target)
+    print(f"kept the previous {latest.name} as {target}")
+
+
+def save_submission(folder, comp, frame, sample_path):
+    """Write a timestamped copy, validate it, then make submission.csv the same file (both atomic)."""
+    folder = Path(folder)
+    encoding = comp.settings["encoding"]
+    sep = comp.settings["sample_sep"] or sniff_sep(sample_path, encoding)
+
+    def write(path):
+        frame.to_csv(path, index=False, sep=sep, encoding=encoding)
+        check_submission(path, comp, sep, encoding)
+
+    stamped = free_path(folder, time.strftime("%Y%m%d-%H%M%S"))
+    atomic_write(stamped, write)
+    latest = folder / "submission.csv"
+    keep_unsaved(latest)
+
+    def copy(path):
+        shutil.copyfile(stamped, path)
+        check_submission(path, comp, sep, encoding)
+
+    atomic_write(latest, copy)
+    return latest, stamped
