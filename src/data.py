@@ -31,7 +31,9 @@ DATA_DEFAULTS = {
     "group_column": None,           # rows sharing a group never straddle folds
     "empty_text": "warn",           # warn | fail
     "rare_classes": "warn",         # warn | fail: a class with fewer rows than folds
+    "submit_as": "auto",            # auto (labels for accuracy/F1, probabilities for log-loss/ROC-AUC) | labels | probabilities
 }
+SUBMIT_AS = ("auto", "labels", "probabilities")
 
 
 @dataclass
@@ -78,6 +80,8 @@ def load_data_settings(path):
     for key in ("text_columns", "label_columns"):
         if isinstance(settings[key], str):
             settings[key] = [settings[key]]
+    if settings["submit_as"] not in SUBMIT_AS:
+        raise UserError(f"{path}: submit_as is {settings['submit_as']!r}; choose one of {', '.join(SUBMIT_AS)}")
     return settings
 
 

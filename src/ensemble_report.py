@@ -43,6 +43,19 @@ def method_table(summary):
     return lines
 
 
+def decision_text(summary):
+    metric, d = summary["metric"], summary["decision_scores"]
+    if summary["submit_as"] == "probabilities":
+        return f"The submission holds probabilities ({metric} is scored on them; submit_as in the data YAML overrides)."
+    keys = list(d["default"])
+    return "\n".join([f"Labels from: {summary['rules']} (tuned on the submitted method's fold-held-out OOF "
+                      f"probabilities; each rule kept only where it raised OOF {metric}).", "",
+                      "| rules | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys),
+                      *[f"| {name} | " + " | ".join(f"{d[k][key]:.4f}" for key in keys) + " |"
+                        for name, k in (("default (argmax / 0.5)", "default"), ("tuned", "tuned"),
+                                        ("tuned on the other folds", "tuned_held_out"))]])
+
+
 def write_report(path, summary, rows, exps, plots):
     metric = summary["metric"]
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
@@ -59,6 +72,7 @@ def write_report(path, summary, rows, exps, plots):
         "honestly, once per fold on the other folds' rows, scored on that fold (fold-held-out score). The submission "
         "comes from the best fold-held-out score; ties go to the simpler method.", "",
         *method_table(summary), "",
+        "## Decision rules", "", decision_text(summary), "",
         "## Out-of-fold CV", "", *score_table(rows, list(summary["ensemble"])), "",
         f"## Per fold ({metric})", "", *fold_table(rows, metric), "",
         "## Models", "", "| experiment | weight | metrics.json cv | init (checkpoint) | tuned values |", "|---|---:|---:|---|---|",

@@ -18,6 +18,7 @@ from blend_search import METHODS, search
 from config import UserError
 from data import find_sample_submission, load_competition
 from ensemble_report import describe, method_table, plot_confusion, plot_fold_scores, score_table, write_report
+from decision import decision_scores, default_rules, fit_rules, held_out_decisions, output_kind
 from metrics import LOWER_IS_BETTER, is_better, probabilities, score_probabilities
 from submission import save_submission, short, submission_frame
 BASELINE = "tfidf-baseline"
@@ -183,7 +184,10 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
 
     out = Path(submissions_dir)
     sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
-    latest, stamped = save_submission(out, comp, submission_frame(comp, best["test"]), sample_path)
+    decisions = decide(task, y, folds, best["held_out"], metric)
+    kind = output_kind(metric, comp.settings["submit_as"])
+    frame = submission_frame(comp, best["test"], kind, decisions["rules"], metric)
+    latest, stamped = save_submission(out, comp, frame, sample_path)
     oof_frame = pd.DataFrame(best["held_out"], columns=[str(c) for c in comp.classes])
     oof_frame.insert(0, "id", comp.train_ids)
     write_csv(out / "ensemble_oof.csv", oof_frame)
@@ -198,7 +202,8 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
         "folds": {r["name"]: r["folds"] for r in rows},
         "baseline": baseline["scores"] if baseline else None,
         "init": {e["name"]: e["init"] for e in exps}, "best_params": {e["name"]: e["best_params"] for e in exps},
-        "skipped": skipped,
+        "skipped": skipped, "submit_as": kind, "rules": decisions["rules"].describe(),
+        "decision_scores": {k: v for k, v in decisions.items() if k != "rules"},
     }
     summary["verdict"] = ensemble_verdict(summary["scores"], ensemble["scores"], metric, "OOF CV")
     summary["pick"] = pick_sentence(summary)
@@ -213,9 +218,30 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     print(f"\nOOF CV by method ({metric}; in-sample: weights fitted on all OOF rows; held-out: fitted on the other folds)")
     print("\n".join(method_table(summary)))
     print("\n".join(score_table(rows, list(ensemble["scores"]))))
+    print(decision_line(summary))
     print(summary["pick"])
     print(f"submission: {latest} (copy {stamped}); report: {out / 'report.md'}")
     return summary
+
+
+def decide(task, y, folds, held_out_prob, metric):
+    """Decision rules tuned on the chosen method's fold-held-out OOF probabilities (they mimic test predictions),
+    with the OOF scores of default rules, of the tuned rules, and of rules tuned on the other folds."""
+    rules = fit_rules(task, y, held_out_prob, metric)
+    default = default_rules(task, held_out_prob.shape[1])
+    return {"rules": rules, "default": decision_scores(task, y, default.apply(held_out_prob)),
+            "tuned": decision_scores(task, y, rules.apply(held_out_prob)),
+            "tuned_held_out": decision_scores(task, y, held_out_decisions(task, y, folds, held_out_prob, metric))}
+
+
+def decision_line(summary):
+    metric, d = summary["metric"], summary["decision_scores"]
+    if summary["submit_as"] == "probabilities":
+        return f"submitting probabilities ({metric} is scored on them; submit_as in the data YAML overrides)"
+    if metric not in d["default"]:
+        return f"submitting labels by {summary['rules']} (submit_as: labels)"
+    return (f"decision rules for {metric}: {summary['rules']}; OOF {metric} {d['default'][metric]:.4f} with default "
+            f"rules -> {d['tuned'][metric]:.4f} tuned ({d['tuned_held_out'][metric]:.4f} when tuned on the other folds)")
 
 
 def weights_dict(names, weights):

@@ -10,6 +10,7 @@ import pandas as pd
 from artifacts import atomic_write
 from config import UserError
 from data import sniff_sep
+from decision import clip_for, default_rules
 
 
 def short(values, n=6):
@@ -17,15 +18,14 @@ def short(values, n=6):
     return "[" + ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "") + "]"
 
 
-def decode_labels(comp, prob):
-    """Single-label: the top class; delimited multi-label: labels with prob >= 0.5 (the top one if none)."""
+def decode_labels(comp, prob, rules):
+    """Single-label: the class the rules pick; delimited multi-label: the labels they pick (the top one if none)."""
+    pred = rules.apply(prob)
     if comp.task == "single":
-        return [comp.classes[i] for i in prob.argmax(1)]
+        return [comp.classes[i] for i in pred]
     rows = []
-    for p in prob:
-        picked = np.flatnonzero(p >= 0.5)
-        if len(picked) == 0:
-            picked = [int(p.argmax())]
+    for p, picked in zip(prob, pred):
+        picked = np.flatnonzero(picked) if picked.any() else [int(p.argmax())]
         rows.append(comp.label_delimiter.join(str(comp.classes[i]) for i in picked))
     return rows
 
@@ -34,11 +34,28 @@ def label_columns_of_sample(comp):
     return [c for c in comp.sample.columns if c != comp.id_column]
 
 
-def submission_frame(comp, test_prob):
-    """test_prob (rows in test.csv order) -> the sample submission's columns, in the sample's id order."""
+def writes_probabilities(comp, kind):
+    """Probabilities go where a probability fits the sample: its per-label columns, or the one numeric column of a
+    binary task (the positive class's probability); everywhere else labels are written."""
+    if kind != "probabilities":
+        return False
+    if comp.task == "multi":
+        return not comp.label_delimiter
+    label_cols = label_columns_of_sample(comp)
+    return len(comp.classes) == 2 and len(label_cols) == 1 and numeric(comp.sample[label_cols[0]])
+
+
+def numeric(values):
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def submission_frame(comp, test_prob, kind="probabilities", rules=None, metric=None):
+    """test_prob (rows in test.csv order) -> the sample submission's columns, in the sample's id order: labels from
+    `rules` or probabilities (clipped for log-loss), as `kind` says and the sample allows."""
+    rules = rules or default_rules(comp.task, test_prob.shape[1])
     sample, id_col = comp.sample, comp.id_column
     position = {i: p for p, i in enumerate(comp.test_ids)}
-    prob = test_prob[[position[i] for i in sample[id_col]]]
+    prob = clip_for(metric, test_prob[[position[i] for i in sample[id_col]]])
     out = pd.DataFrame({id_col: sample[id_col].to_numpy()})
     label_cols = label_columns_of_sample(comp)
     classes = [str(c) for c in comp.classes]
@@ -46,13 +63,14 @@ def submission_frame(comp, test_prob):
         missing = [c for c in label_cols if c not in classes]
         if missing:
             raise UserError(f"sample submission columns {missing} are not among the labels {short(classes)}")
+        values = prob if writes_probabilities(comp, kind) else rules.apply(prob)
         for c in label_cols:
-            out[c] = prob[:, classes.index(c)]
+            out[c] = values[:, classes.index(c)]
     else:
         if len(label_cols) != 1:
             raise UserError(f"the sample submission has columns {label_cols} besides '{id_col}'; "
                             f"expected one label column")
-        out[label_cols[0]] = decode_labels(comp, prob)
+        out[label_cols[0]] = prob[:, 1] if writes_probabilities(comp, kind) else decode_labels(comp, prob, rules)
     return out[list(sample.columns)]
 
 
@@ -71,6 +89,8 @@ def check_submission(path, comp, sep, encoding):
         problem = "ids or their order differ from the sample's"
     elif sub.isna().any().any():
         problem = f"{int(sub.isna().sum().sum())} empty cells"
+    elif comp.task == "single" and not sub[label_cols[0]].isin(classes).all() and probability_column(sub[label_cols[0]]):
+        pass  # a binary task's positive-class probability
     elif comp.task == "single":
         bad = ~sub[label_cols[0]].isin(classes)
         if bad.any():
@@ -85,6 +105,10 @@ def check_submission(path, comp, sep, encoding):
             problem = "probabilities outside [0, 1]"
     if problem:
         raise UserError(f"{path}: invalid submission: {problem}")
+
+
+def probability_column(values):
+    return numeric(values) and bool(pd.to_numeric(values).between(0, 1).all())
 
 
 def free_path(folder, stamp):
