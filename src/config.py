@@ -44,6 +44,7 @@ DEFAULTS = {
     "models_dir": "models",
     "data_config": "configs/data.yaml",
     "search_space": {},            # tune.py only: {key: {low, high, log}} or [choices]; train.py ignores it
+    "pseudo_label": {},            # {min_confidence, max_share, soft, source}: confident ensemble test rows join training
     # within-task pre-training (src/itpt.py; `init: itpt` fine-tunes from its checkpoint)
     "itpt_max_len": 128,           # tokens per MLM sequence (longer texts are cut into several)
     "itpt_epochs": 1,

@@ -166,7 +166,7 @@ def loss_function(task):
 
 def targets_for(task, y, idx, device):
     t = torch.as_tensor(y[idx])
-    return (t.long() if task == "single" else t.float()).to(device)
+    return (t.long() if task == "single" and t.ndim == 1 else t.float()).to(device)  # 2-D: soft targets
 
 
 class FoldTrainer:

@@ -75,12 +75,14 @@ def write_report(path, summary, rows, exps, plots):
         "## Decision rules", "", decision_text(summary), "",
         "## Out-of-fold CV", "", *score_table(rows, list(summary["ensemble"])), "",
         f"## Per fold ({metric})", "", *fold_table(rows, metric), "",
-        "## Models", "", "| experiment | weight | metrics.json cv | init (checkpoint) | tuned values |", "|---|---:|---:|---|---|",
+        "## Models", "", "| experiment | weight | metrics.json cv | init (checkpoint) | tuned values | pseudo-labels |",
+        "|---|---:|---:|---|---|---|",
     ]
     for e in exps:
         weight = f"{weights.get(e['name'], 0.0):.4f}" if summary["weights"] is not None else "stacked"
+        pseudo = e["metrics"].get("pseudo_label")
         lines.append(f"| {e['name']} | {weight} | {e['metrics'].get('cv', float('nan')):.4f} "
-                     f"| {e['init']} | {tuned_text(e['best_params'])} |")
+                     f"| {e['init']} | {tuned_text(e['best_params'])} | {tuned_text(pseudo) if pseudo else 'no'} |")
     lines.append("")
     if summary["skipped"]:
         lines += ["## Skipped", ""] + [f"- {n}: {w}" for n, w in summary["skipped"].items()] + [""]

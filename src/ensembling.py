@@ -5,7 +5,7 @@ average="logit"). Every finished experiment on the same folds is a candidate, th
 ways to combine them (src/blend_search.py: best single model, equal weights, fitted weights, forward selection,
 stacking) are compared on fold-held-out OOF scores and the best one writes the submission.
 Writes, under submissions/: submission.csv (the latest) and a timestamped copy of it, ensemble_oof.csv (the chosen
-method's fold-held-out OOF probabilities), ensemble.json, report.md, fold_scores.png and (single-label) confusion.png.
+method's fold-held-out OOF probabilities), ensemble_test.csv (its test probabilities), ensemble.json, report.md, fold_scores.png and (single-label) confusion.png.
 """
 from pathlib import Path
 
@@ -191,6 +191,9 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     oof_frame = pd.DataFrame(best["held_out"], columns=[str(c) for c in comp.classes])
     oof_frame.insert(0, "id", comp.train_ids)
     write_csv(out / "ensemble_oof.csv", oof_frame)
+    test_frame = pd.DataFrame(best["test"], columns=[str(c) for c in comp.classes])
+    test_frame.insert(0, "id", comp.test_ids)
+    write_csv(out / "ensemble_test.csv", test_frame)  # what pseudo_label reads
 
     summary = {
         "submission": str(latest), "submission_copy": str(stamped), "experiments": names, "method": chosen,

@@ -12,6 +12,7 @@ from engine import FoldTrainer, TrainingDiverged, amp_dtype, pick_device, precis
 from folds import load_or_make_folds
 from metrics import score, selection_metric
 from modeling import build_model, max_positions
+from pseudo import load as load_pseudo_labels, training_targets
 from truncation import build_inputs, tokenize_texts
 
 
@@ -61,6 +62,14 @@ def check_same_settings(exp, cfg):
                         f"give the experiment a new name (--set name=...) or delete {exp.root} (run.sh --force)")
 
 
+def with_pseudo_labels(train_rows, train_y, test_rows, pseudo, comp):
+    """A fold's training rows and targets plus the pseudo-labelled test rows (validation rows are never touched)."""
+    if pseudo is None:
+        return train_rows, train_y
+    return (train_rows + [test_rows[i] for i in pseudo.positions],
+            training_targets(comp.task, train_y, pseudo, len(comp.classes)))
+
+
 def subsample(train_idx, y, limit, seed):
     if not limit or len(train_idx) <= limit:
         return train_idx
@@ -86,11 +95,13 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
     todo = [k for k in fold_list if not exp.fold_done(k)]
     check_same_settings(exp, cfg)
     write_yaml(exp.root / "config.yaml", cfg)
+    pseudo = None
     if todo:
         backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
         rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.train_texts, "tokenise train"), cfg)
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
+        pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
         device = pick_device()
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
               f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
@@ -107,8 +118,9 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
         trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval)
         try:
-            best = trainer.fit([rows[i] for i in train_idx], comp.y[train_idx],
-                               [rows[i] for i in valid_idx], comp.y[valid_idx])
+            train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows,
+                                                     pseudo, comp)
+            best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
         except TrainingDiverged as e:
             if not keep_going:
                 raise
@@ -119,7 +131,8 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         test_logits = trainer.predict(test_rows)
         save_weights(exp.fold(k) / "model.pt", trainer.best_state)
         result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
-                  "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx))}
+                  "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
+                  "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
         exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
         print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
     if diverged:
@@ -155,7 +168,8 @@ def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):
     write_csv(exp.root / "test.csv", pd.concat(test_frames, ignore_index=True))
     metrics = {"cv": overall[metric], "metric": metric, "scores": overall, "folds": fold_results,
                "init": start_from, "n_folds": cfg["n_folds"], "task": comp.task,
-               "classes": [str(c) for c in comp.classes], "seconds": round(sum(r.get("seconds", 0) for r in fold_results), 1)}
+               "classes": [str(c) for c in comp.classes], "seconds": round(sum(r.get("seconds", 0) for r in fold_results), 1),
+               "pseudo_label": cfg.get("pseudo_label") or None}
     write_json(exp.root / "metrics.json", metrics)
     if verbose:
         print_cv_table(cfg["name"], metrics, cfg["models_dir"])

@@ -29,7 +29,7 @@ DEFAULT_SPACE = {
     "llrd_decay": {"low": 0.80, "high": 1.00},
 }
 # keys that name outputs or change the fold split: never searched
-NOT_SEARCHABLE = {"name", "input_dir", "models_dir", "data_config", "search_space", "n_folds"}
+NOT_SEARCHABLE = {"name", "input_dir", "models_dir", "data_config", "search_space", "n_folds", "pseudo_label"}
 PATH_KEYS = ("input_dir", "models_dir", "data_config")
 BEST_PARAMS = "best_params.yaml"
 TOP_N = 5
