@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
 
-from metrics import LOWER_IS_BETTER, score_probabilities
+from metrics import LOWER_IS_BETTER, probability_metric, score_probabilities
 
 METHODS = ("best_single", "equal", "fitted", "forward", "stacking")  # simplest first: ties go to the simpler
 MAX_FORWARD_STEPS = 50
@@ -36,7 +36,7 @@ def blend_loss(task, y, probs, weights):
 
 def objective(task, y, prob, metric):
     """Higher is better: the selection metric (oriented), ties broken by the loss."""
-    value = score_probabilities(task, y, prob)[metric]
+    value = probability_metric(task, y, prob, metric)
     return (-value if metric in LOWER_IS_BETTER else value, -mean_loss(task, y, prob))
 
 

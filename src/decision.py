@@ -6,7 +6,8 @@ on; the report also shows the score of rules tuned on the other folds (fold-held
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+
+from metrics import decision_metric, score_decisions as decision_scores  # noqa: F401 (decision_scores: re-exported)
 
 THRESHOLDED = ("accuracy", "macro_f1", "micro_f1")
 GRID = np.round(np.linspace(0.05, 0.95, 37), 3)
@@ -19,15 +20,6 @@ def output_kind(metric, submit_as="auto"):
     if submit_as in ("labels", "probabilities"):
         return submit_as
     return "labels" if metric in THRESHOLDED else "probabilities"
-
-
-def decision_scores(task, y, pred):
-    """Scores of hard decisions: class indices (single-label) or a 0/1 matrix (multi-label)."""
-    if task == "single":
-        return {"accuracy": float(accuracy_score(y, pred)),
-                "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}
-    return {"micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
-            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}
 
 
 @dataclass
@@ -59,7 +51,7 @@ class Rules:
 
 
 def metric_of(task, y, prob, rules, metric):
-    return decision_scores(task, y, rules.apply(prob))[metric]
+    return decision_metric(task, y, rules.apply(prob), metric)
 
 
 def best_threshold(score_at):

@@ -23,20 +23,42 @@ def mean_roc_auc(y, prob):
     return float(np.mean(scores)) if scores else float("nan")
 
 
+DECISION_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("micro_f1", "macro_f1")}
+PROBABILITY_METRIC = {"single": "log_loss", "multi": "roc_auc"}
+
+
+def decision_metric(task, y, pred, metric, n_classes=None):
+    """One metric of hard decisions: class indices (single-label) or a 0/1 matrix (multi-label). `n_classes` makes
+    single-label macro-F1 average over every class, predicted or not."""
+    if metric == "accuracy":
+        return float(accuracy_score(y, pred))
+    if metric == "micro_f1":
+        return float(f1_score(y, pred, average="micro", zero_division=0))
+    labels = np.arange(n_classes) if task == "single" and n_classes else None
+    return float(f1_score(y, pred, average="macro", labels=labels, zero_division=0))
+
+
+def score_decisions(task, y, pred, n_classes=None):
+    return {m: decision_metric(task, y, pred, m, n_classes) for m in DECISION_METRICS[task]}
+
+
+def default_decisions(task, prob):
+    return prob.argmax(1) if task == "single" else (prob >= 0.5).astype(int)
+
+
+def probability_metric(task, y, prob, metric):
+    """One metric of probabilities: log-loss, ROC-AUC, or a decision metric of argmax / 0.5 decisions."""
+    if metric == "log_loss":
+        return float(log_loss(y, clipped(prob), labels=np.arange(prob.shape[1])))
+    if metric == "roc_auc":
+        return mean_roc_auc(y, prob)
+    return decision_metric(task, y, default_decisions(task, prob), metric, prob.shape[1])
+
+
 def score_probabilities(task, y, prob):
-    if task == "single":
-        pred = prob.argmax(1)
-        return {
-            "accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(prob.shape[1]), zero_division=0)),
-            "log_loss": float(log_loss(y, clipped(prob), labels=np.arange(prob.shape[1]))),
-        }
-    pred = (prob >= 0.5).astype(int)
-    return {
-        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-        "roc_auc": mean_roc_auc(y, prob),
-    }
+    scores = score_decisions(task, y, default_decisions(task, prob), prob.shape[1])
+    scores[PROBABILITY_METRIC[task]] = probability_metric(task, y, prob, PROBABILITY_METRIC[task])
+    return scores
 
 
 def score(task, y, logits):
