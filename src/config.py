@@ -13,7 +13,7 @@ DEFAULTS = {
     "name": "experiment",
     "backbone": "splade-tiny",
     "init": "pretrained",          # pretrained | itpt | path to a checkpoint folder
-    "max_len": 256,
+    "max_len": "auto",             # auto: from the train texts' token counts and the device (see truncation.py)
     "truncation": "head_tail",     # head | tail | head_tail | hierarchical
     "head_tokens": 128,            # head part of head_tail at max_len 512, scaled for others
     "chunk_pool": "mean",          # mean | max | attention (hierarchical only)
@@ -44,6 +44,10 @@ DEFAULTS = {
     "models_dir": "models",
     "data_config": "configs/data.yaml",
     "search_space": {},            # tune.py only: {key: {low, high, log}} or [choices]; train.py ignores it
+    "ema_decay": 0.0,              # 0: off; e.g. 0.99: evaluate and predict with an EMA of the weights
+    "msd_samples": 1,              # multi-sample dropout: average the head over N dropout masks in training
+    "reinit_layers": 0,            # re-initialise the top N encoder layers before fine-tuning
+    "adversarial": {},             # {kind: fgm|awp, eps, lr, start_epoch}: adversarial step from that epoch on
     "pseudo_label": {},            # {min_confidence, max_share, soft, source}: confident ensemble test rows join training
     # within-task pre-training (src/itpt.py; `init: itpt` fine-tunes from its checkpoint)
     "itpt_max_len": 128,           # tokens per MLM sequence (longer texts are cut into several)
@@ -114,6 +118,16 @@ def coerce(cfg):
     for key, allowed in CHOICES.items():
         if cfg[key] not in allowed:
             raise UserError(f"config key '{key}' is {cfg[key]!r}; choose one of: {', '.join(allowed)}")
+    if cfg["max_len"] != "auto":
+        try:
+            cfg["max_len"] = int(cfg["max_len"])
+        except (TypeError, ValueError):
+            raise UserError(f"config key 'max_len' must be auto or a number of tokens, got {cfg['max_len']!r}")
+        if cfg["max_len"] < 8:
+            raise UserError(f"config key 'max_len' must be at least 8 tokens (or auto), got {cfg['max_len']}")
+    for key in ("msd_samples", "reinit_layers"):
+        if cfg[key] < (1 if key == "msd_samples" else 0):
+            raise UserError(f"config key '{key}' must be {'1' if key == 'msd_samples' else '0'} or more, got {cfg[key]}")
     if cfg["pad_to_multiple_of"] < 1:
         raise UserError(f"config key 'pad_to_multiple_of' must be 1 or more (1: pad to each batch's longest row), "
                         f"got {cfg['pad_to_multiple_of']}")

@@ -13,6 +13,7 @@ from progress import progress
 
 from metrics import is_better, score
 from optim import build_optimizer, build_scheduler
+from tricks import build_adversary, weight_average
 
 
 class TrainingDiverged(RuntimeError):
@@ -182,19 +183,34 @@ class FoldTrainer:
         self.on_eval = on_eval  # called with (step, score): tune.py reports to Optuna and may prune
         self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
         self.model.to(self.device)
+        self.ema = weight_average(model, cfg.get("ema_decay", 0.0))
+        self.adversary, self.adversary_from = build_adversary(model, cfg)
+
+    @property
+    def eval_model(self):
+        """The weights evaluation and prediction use: the EMA average where `ema_decay` is set."""
+        return self.ema.module if self.ema is not None else self.model
 
     def evaluate(self, rows, y, epoch, step, train_loss):
-        logits = predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, "evaluate")
+        logits = predict(self.eval_model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, "evaluate")
         scores = score(self.task, y, logits)
         improved = is_better(self.metric, scores[self.metric], self.best_score)
         if improved:
             self.best_score, self.best_scores, self.best_valid_logits = scores[self.metric], scores, logits
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
         self.log({"epoch": epoch, "step": step, "train_loss": train_loss, **scores, "best": improved})
         if self.on_eval:
             self.on_eval(step, scores[self.metric])
         self.model.train()
         return scores
+
+    def backward(self, batch, targets, loss_fn, scaler):
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.model(**batch)
+        loss = loss_fn(logits.float(), targets)
+        if torch.isfinite(loss):
+            scaler.scale(loss / self.cfg["grad_accum"]).backward()
+        return loss.detach()
 
     def fit(self, train_rows, train_y, valid_rows, valid_y):
         cfg, model, device = self.cfg, self.model, self.device
@@ -215,17 +231,20 @@ class FoldTrainer:
             running, seen, start = 0.0, 0, time.time()
             for i, idx in enumerate(bar):
                 batch = to_device(self.collate([train_rows[j] for j in idx]), device)
-                with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
-                    logits = model(**batch)
-                loss = loss_fn(logits.float(), targets_for(self.task, train_y, idx, device))
+                targets = targets_for(self.task, train_y, idx, device)
+                loss = self.backward(batch, targets, loss_fn, scaler)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"training loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
                                            f"lower lr (now {cfg['lr']}) or head_lr (now {cfg['head_lr']})")
-                scaler.scale(loss / cfg["grad_accum"]).backward()
+                if self.adversary is not None and epoch + 1 >= self.adversary_from and self.adversary.attack():
+                    self.backward(batch, targets, loss_fn, scaler)  # adds the gradient at the perturbed point
+                    self.adversary.restore()
                 running += loss.item() * len(idx)
                 seen += len(idx)
                 if (i + 1) % cfg["grad_accum"] == 0 or i + 1 == len(batches):
                     optimizer_step(model, optimizer, scheduler, scaler, cfg["max_grad_norm"])
+                    if self.ema is not None:
+                        self.ema.update_parameters(model)
                     step += 1
                     bar.set_postfix(loss=f"{running / seen:.4f}", rows_s=f"{seen / (time.time() - start):.0f}", refresh=False)
                     if cfg["eval_every"] and step % cfg["eval_every"] == 0:

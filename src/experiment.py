@@ -13,7 +13,8 @@ from folds import load_or_make_folds
 from metrics import score, selection_metric
 from modeling import build_model, max_positions
 from pseudo import load as load_pseudo_labels, training_targets
-from truncation import build_inputs, tokenize_texts
+from tricks import describe as describe_tricks
+from truncation import build_inputs, choose_max_len, length_report, tokenize_texts
 
 
 def prepare(cfg):
@@ -39,12 +40,28 @@ def init_checkpoint(cfg, comp=None, build=True):
 
 def check_max_len(cfg, path):
     limit = max_positions(path)
-    if limit and cfg["max_len"] > limit:
+    if limit and cfg["max_len"] != "auto" and cfg["max_len"] > limit:
         raise UserError(f"max_len {cfg['max_len']} exceeds {cfg['backbone']}'s position limit {limit}; "
                         f"use --set max_len={limit} or truncation=hierarchical")
 
 
 PATH_KEYS = ("input_dir", "models_dir", "data_config")
+
+
+def with_max_len(cfg, lengths, backbone_path, exp):
+    """cfg with `max_len: auto` settled: as the experiment's finished folds had it, else by choose_max_len. Prints
+    the choice and what truncation does to the train texts."""
+    if cfg["max_len"] != "auto":
+        print(length_report(lengths, cfg))
+        return cfg
+    done = [exp.load_fold(k)[3].get("max_len") for k in range(cfg["n_folds"]) if exp.fold_done(k)]
+    if done and done[0]:
+        max_len, reason = done[0], "as the finished folds of this experiment"
+    else:
+        max_len, reason = choose_max_len(lengths, max_positions(backbone_path), pick_device().type == "cuda")
+    cfg = {**cfg, "max_len": max_len}
+    print(f"max_len auto -> {max_len} ({reason}); {length_report(lengths, cfg)}")
+    return cfg
 
 
 def check_same_settings(exp, cfg):
@@ -99,14 +116,16 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
     if todo:
         backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
-        rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.train_texts, "tokenise train"), cfg)
+        train_ids = tokenize_texts(tokenizer, comp.train_texts, "tokenise train")
+        cfg = with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp)
+        rows = build_inputs(tokenizer, train_ids, cfg)
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
         pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
         device = pick_device()
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
               f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
-              f"folds {todo}, selecting by {metric}")
+              f"folds {todo}, selecting by {metric}" + (f"; tricks: {describe_tricks(cfg)}" if describe_tricks(cfg) else ""))
     diverged = {}
     for k in todo:
         started = time.time()
@@ -131,6 +150,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         test_logits = trainer.predict(test_rows)
         save_weights(exp.fold(k) / "model.pt", trainer.best_state)
         result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
+                  "max_len": cfg["max_len"],
                   "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
                   "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
         exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)

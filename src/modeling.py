@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel
 
 from attention import use_fused_attention
+from tricks import reinit_top_layers
 
 POOLINGS = ("cls", "mean", "max", "last4_concat", "last4_max", "attention")
 
@@ -130,7 +131,7 @@ def enable_gradient_checkpointing(backbone):
 
 class TextClassifier(nn.Module):
     def __init__(self, backbone, n_labels, pooling="cls", dropout=0.1, hierarchical=False, chunk_pool="mean",
-                 attention_dropout=None):
+                 attention_dropout=None, msd_samples=1):
         super().__init__()
         self.backbone = backbone if isinstance(backbone, nn.Module) else load_backbone(backbone, attention_dropout)
         hidden = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") else self.backbone.config.dim
@@ -139,6 +140,14 @@ class TextClassifier(nn.Module):
         self.chunk_pool = ChunkPool(chunk_pool, self.pooler.out_dim) if hierarchical else None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.pooler.out_dim, n_labels)
+        self.msd_samples = msd_samples
+
+    def head(self, pooled):
+        """Dropout + classifier; in training with msd_samples > 1 (multi-sample dropout, Inoue 2019) the mean of the
+        classifier over that many dropout masks."""
+        if self.training and self.msd_samples > 1:
+            return torch.stack([self.classifier(self.dropout(pooled)) for _ in range(self.msd_samples)]).mean(0)
+        return self.classifier(self.dropout(pooled))
 
     def encode(self, input_ids, attention_mask):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
@@ -147,20 +156,21 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids, attention_mask, chunk_mask=None):
         if not self.hierarchical:
-            return self.classifier(self.dropout(self.encode(input_ids, attention_mask)))
+            return self.head(self.encode(input_ids, attention_mask))
         batch, chunks, length = input_ids.shape
         flat_mask = chunk_mask.reshape(-1)
         vectors = self.encode(input_ids.reshape(-1, length)[flat_mask], attention_mask.reshape(-1, length)[flat_mask])
         grid = vectors.new_zeros(batch * chunks, vectors.shape[-1])
         grid[flat_mask] = vectors
         pooled = self.chunk_pool(grid.view(batch, chunks, -1), chunk_mask)
-        return self.classifier(self.dropout(pooled))
+        return self.head(pooled)
 
 
 def build_model(cfg, backbone_path, n_labels):
     model = TextClassifier(backbone_path, n_labels, pooling=cfg["pooling"], dropout=cfg["dropout"],
                            hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"],
-                           attention_dropout=cfg["attention_dropout"])
+                           attention_dropout=cfg["attention_dropout"], msd_samples=cfg.get("msd_samples", 1))
+    reinit_top_layers(model.backbone, cfg.get("reinit_layers", 0))
     if cfg["gradient_checkpointing"]:
         enable_gradient_checkpointing(model.backbone)
     return model

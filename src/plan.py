@@ -55,7 +55,7 @@ def typical_length(texts, max_len):
 def cpu_hours(cfg, train_rows, test_rows, cores, precision, length=None):
     """Every fold's training, plus its per-epoch evaluation and test prediction at about 3x the training rate;
     rows of `length` tokens (default max_len: dynamic padding makes shorter rows cheaper)."""
-    rate = rows_per_s(cfg["backbone"], length or cfg["max_len"], cores, precision)
+    rate = rows_per_s(cfg["backbone"], length or (512 if cfg["max_len"] == "auto" else cfg["max_len"]), cores, precision)
     if rate is None:
         return None
     k, epochs = cfg["n_folds"], cfg["epochs"]
@@ -74,7 +74,7 @@ def cpu_estimate(cfg):
         comp = load_competition(cfg["input_dir"], cfg["data_config"], verbose=False)
     except (UserError, OSError):
         return ""
-    length = typical_length(comp.train_texts, cfg["max_len"])
+    length = typical_length(comp.train_texts, 512 if cfg["max_len"] == "auto" else cfg["max_len"])
     hours = cpu_hours(cfg, len(comp.train_texts), len(comp.test_texts), os.cpu_count() or 1, precision, length)
     return "" if hours is None else (f"; here it would take roughly {hours:.1f} h ({cfg['n_folds']} folds, {precision}, "
                                      f"rows of about {length} tokens)")

@@ -148,3 +148,22 @@ def test_max_len_above_position_limit(tmp_path):
     work = make_work(tmp_path, "len")
     proc = run(work, "--set", "max_len=4096")
     assert proc.returncode == 2 and "position limit 512" in proc.stderr
+
+
+def test_auto_max_len_is_printed_and_kept_by_resumed_folds(tmp_path, monkeypatch):
+    import experiment
+    work = make_work(tmp_path, "auto")
+    (work / "configs" / "tiny.yaml").write_text(CONFIG.replace("max_len: 32\n", "max_len: auto\n")
+                                                .replace("epochs: 3", "epochs: 1"))
+    first = run(work, "--folds", "0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "max_len auto -> 64 (the 90th percentile of train token counts is" in first.stdout
+    assert "0% longer than max_len 64" in first.stdout
+    fold0 = json.loads((work / "models/tiny/fold0/result.json").read_text())
+    assert fold0["max_len"] == 64
+    # a resumed fold keeps the finished folds' choice, even where the rule would now choose otherwise
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(experiment, "choose_max_len", lambda *a, **k: (128, "changed rule"))
+    experiment.run_experiment(load_config("configs/tiny.yaml"), [1], verbose=False)
+    fold1 = json.loads((work / "models/tiny/fold1/result.json").read_text())
+    assert fold1["max_len"] == 64

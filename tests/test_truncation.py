@@ -1,7 +1,8 @@
 import pytest
 
 from backbones import load_tokenizer, resolve_backbone
-from truncation import build_inputs, chunk, head_tail_split, truncate
+from truncation import (CPU_TOKENS_PER_EPOCH, build_inputs, choose_max_len, chunk, head_tail_split, length_report,
+                        truncate)
 
 IDS = list(range(100, 120))  # 20 tokens
 
@@ -62,3 +63,34 @@ def test_build_inputs_wraps_special_tokens_with_real_tokenizer():
 def test_unknown_strategy_rejected():
     with pytest.raises(ValueError):
         truncate(IDS, "middle", 5)
+
+
+def test_auto_max_len_covers_most_texts_within_the_backbone_limit():
+    short = [20] * 95 + [300] * 5
+    assert choose_max_len(short, 512, on_cuda=False)[0] == 64  # the 90th percentile (22 + specials), rounded up
+    long = list(range(100, 1100))  # 90th percentile ~1000 tokens
+    max_len, reason = choose_max_len(long, 512, on_cuda=True)
+    assert max_len == 512 and "limit 512" in reason
+    assert choose_max_len(long, None, on_cuda=True)[0] == 512  # no position limit (DeBERTa-v3): 512
+    assert choose_max_len([150] * 10, 128, on_cuda=True)[0] == 128
+
+
+def test_auto_max_len_on_a_cpu_keeps_an_epoch_within_budget():
+    many_long = [900] * 10_000  # 9M tokens at 900: a CPU epoch would take hours
+    on_gpu, _ = choose_max_len(many_long, 512, on_cuda=True)
+    on_cpu, reason = choose_max_len(many_long, 512, on_cuda=False)
+    assert on_gpu == 512
+    assert on_cpu == 128  # 10,000 rows x 128 is still above the budget, but 128 is the floor
+    mid = [900] * 5_000
+    assert choose_max_len(mid, 512, on_cuda=False)[0] == 256  # 5,000 x 256 = 1.28M <= 1.5M < 5,000 x 320
+    assert "CPU" in reason
+    few_long = [900] * 1_500  # the few-row long-review competition: 512 fits the budget
+    assert choose_max_len(few_long, 512, on_cuda=False)[0] == 512
+
+
+def test_length_report_says_what_truncation_does():
+    cfg = {"max_len": 130, "truncation": "head_tail", "head_tokens": 128, "max_chunks": 4}
+    line = length_report([100] * 3 + [1000], cfg)
+    assert "25% longer than max_len 130" in line and "first 32 + last 96" in line
+    assert "chunks of 130 (50% longer than 4 chunks)" in length_report([100, 1000], {**cfg, "truncation": "hierarchical"})
+    assert "0% longer" in length_report([10, 20], cfg) and "cut" not in length_report([10, 20], cfg)

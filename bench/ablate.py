@@ -1,0 +1,212 @@
+"""Runs a named grid of experiments (bench/grids.yaml) on one competition's shared folds and writes a Markdown table:
+CV mean +- std over folds, wall time, and the paper's IMDb figure beside the rows it has one for.
+
+    python bench/ablate.py truncation --data ../shared/data/bbc --backbone splade-tiny
+    python bench/ablate.py tricks --data ../shared/data/bbc --backbone minilm-l6 --folds 0,1,2 --rows base,all
+
+Finished experiments are skipped and half-finished ones resume, so the same command continues a stopped grid.
+Work goes to models/ablate/<data>/ (input/ links the competition's CSVs and holds its folds.csv); the table to
+docs/ablations/<data>-<backbone>-<grid>.md and, where docs/experiments.md has the table's markers, there too.
+"""
+import argparse
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from artifacts import ExperimentDir, write_text  # noqa: E402
+from cli import parse_folds, run_cli  # noqa: E402
+from config import DEFAULTS, UserError, check_keys, coerce, load_config, parse_value  # noqa: E402
+
+GRIDS = ROOT / "bench" / "grids.yaml"
+DOC = ROOT / "docs" / "experiments.md"
+REFERENCE = "tfidf"
+
+
+def load_grid(name, path=GRIDS):
+    grids = yaml.safe_load(Path(path).read_text())
+    if name not in grids:
+        raise UserError(f"no grid '{name}' in {path}; grids: {', '.join(grids)}")
+    grid = grids[name]
+    grid.setdefault("base", {})
+    grid.setdefault("paper", {})
+    return grid
+
+
+def workspace(data_dir, root):
+    """root/<data>/input with links to the competition's files (never solution.csv): folds.csv is written there,
+    not into the shared data folder."""
+    data_dir = Path(data_dir).resolve()
+    if not (data_dir / "train.csv").exists() and not any(data_dir.glob("train.*")):
+        raise UserError(f"{data_dir}: no train file; --data takes a competition folder (train.csv, test.csv, ...)")
+    input_dir = Path(root) / data_dir.name / "input"
+    input_dir.mkdir(parents=True, exist_ok=True)
+    for f in data_dir.iterdir():
+        link = input_dir / f.name
+        if f.is_file() and f.name != "solution.csv" and f.suffix in (".csv", ".tsv", ".txt", ".yaml") and not link.exists():
+            link.symlink_to(f)
+    return input_dir
+
+
+def row_config(config_path, grid, row, extra, input_dir, models_dir):
+    """The backbone's config, then the grid's base keys, the row's keys and --set overrides (which win)."""
+    cfg = load_config(config_path)
+    overrides = {**grid["base"], **(grid["rows"][row] or {})}
+    check_keys(overrides, DEFAULTS, f"{GRIDS.name}, row '{row}'")
+    cfg.update(overrides)
+    for item in extra:
+        key, _, text = item.partition("=")
+        check_keys([key], DEFAULTS, "--set")
+        cfg[key] = parse_value(text)
+    cfg.update({"name": row, "input_dir": str(input_dir), "models_dir": str(models_dir),
+                "data_config": str(Path(input_dir) / "data.yaml")})
+    cfg = coerce(cfg)
+    cfg.pop("search_space", None)  # tune.py's; not a training setting
+    return cfg
+
+
+def fold_summary(exp, folds, keys):
+    """Mean and std over folds of each metric, and the summed wall time; None until every fold is done."""
+    if not all(exp.fold_done(k) for k in folds):
+        return None
+    results = [exp.load_fold(k)[3] for k in folds]
+    summary = {k: (float(np.mean([r[k] for r in results])), float(np.std([r[k] for r in results]))) for k in keys}
+    summary["seconds"] = sum(r.get("seconds", 0.0) for r in results)
+    return summary
+
+
+def tfidf_reference(first, folds, keys):
+    """src/baseline.py's TF-IDF + logistic regression on the same folds (seconds on a CPU), for scale."""
+    from baseline import BASELINE_KEYS, run_baseline
+    models_dir = Path(first["input_dir"]).parent / "tfidf"
+    cfg = load_config(None, ["name=tfidf-baseline"], extra_keys=BASELINE_KEYS)
+    cfg.update({k: first[k] for k in ("input_dir", "data_config", "n_folds", "seed")}, models_dir=str(models_dir))
+    cfg.update({k: type(v)(cfg.get(k, v)) for k, v in BASELINE_KEYS.items()})
+    exp = ExperimentDir(models_dir, "tfidf-baseline")
+    if fold_summary(exp, folds, keys) is None:
+        run_baseline(cfg)
+    return fold_summary(exp, folds, keys)
+
+
+def length_facts(cfg, comp):
+    """Share of train texts longer than max_len, and than the hierarchical reach (max_chunks x max_len)."""
+    from backbones import load_tokenizer, resolve_backbone
+    from truncation import special_tokens, tokenize_texts
+    tokenizer = load_tokenizer(resolve_backbone(cfg["backbone"]))
+    prefix, suffix = special_tokens(tokenizer)
+    lengths = np.array([len(t) for t in tokenize_texts(tokenizer, comp.train_texts, "measure lengths")])
+    budget = cfg["max_len"] - len(prefix) - len(suffix)
+    return {"median_tokens": int(np.median(lengths)), "p90_tokens": int(np.percentile(lengths, 90)),
+            "longer": float((lengths > budget).mean()), "longer_than_chunks": float((lengths > budget * cfg["max_chunks"]).mean())}
+
+
+def machine():
+    import torch
+    import transformers
+    cpu = platform.processor() or "cpu"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{where}; torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def table(grid, rows, summaries, keys, command, header):
+    lines = [f"`{command}`", "", header, ""]
+    paper = any(r in grid["paper"] for r in rows)
+    lines.append("| row | changes | " + " | ".join(f"{k} (mean +- std)" for k in keys) + " | wall time |"
+                 + (" paper IMDb error % |" if paper else ""))
+    lines.append("|---|---|" + "---:|" * len(keys) + "---:|" + ("---:|" if paper else ""))
+    best = {k: max((s[k][0] for r, s in summaries.items() if s and r != REFERENCE), default=None) for k in keys}
+    for row in rows + [REFERENCE]:
+        s = summaries.get(row)
+        changes = ("TF-IDF + logistic regression (src/baseline.py), for scale" if row == REFERENCE else
+                   ", ".join(f"{k}: {v}" for k, v in (grid["rows"][row] or {}).items()) or "(base)")
+        cells = [f"{'**' if s[k][0] == best[k] else ''}{s[k][0]:.4f}{'**' if s[k][0] == best[k] else ''} +- {s[k][1]:.4f}"
+                 if s else "not run" for k in keys]
+        wall = f"{s['seconds'] / 60:.1f} min" if s else ""
+        lines.append(f"| {row} | {changes} | " + " | ".join(cells) + f" | {wall} |"
+                     + (f" {grid['paper'].get(row, '')} |" if paper else ""))
+    return "\n".join(lines) + "\n"
+
+
+def publish(key, text, doc=DOC):
+    """Writes docs/ablations/<key>.md and replaces the block between `<!-- table KEY -->` and `<!-- end table -->`
+    in docs/experiments.md where the marker exists."""
+    write_text(ROOT / "docs" / "ablations" / f"{key}.md", text)
+    if not doc.exists():
+        return False
+    content = doc.read_text()
+    pattern = re.compile(rf"(<!-- table {re.escape(key)} -->\n).*?(<!-- end table -->)", re.S)
+    if not pattern.search(content):
+        return False
+    write_text(doc, pattern.sub(lambda m: m.group(1) + text + m.group(2), content))
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help=f"a grid of {GRIDS.relative_to(ROOT)}")
+    parser.add_argument("--data", required=True, help="competition folder (train.csv, test.csv, sample submission)")
+    parser.add_argument("--backbone", default="splade-tiny", help="its configs/<backbone>.yaml is the starting config")
+    parser.add_argument("--config", default=None, help="starting config instead of configs/<backbone>.yaml")
+    parser.add_argument("--rows", default=None, help="comma-separated rows to run (default: all)")
+    parser.add_argument("--folds", default=None, help="folds to train, e.g. 0,1,2 (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override keys for every row")
+    parser.add_argument("--work", default=str(ROOT / "models" / "ablate"), help="where experiments are kept")
+    args = parser.parse_args()
+
+    from data import load_competition
+    from experiment import run_experiment
+    from metrics import DECISION_METRICS
+    grid = load_grid(args.grid)
+    rows = args.rows.split(",") if args.rows else list(grid["rows"])
+    missing = [r for r in rows if r not in grid["rows"]]
+    if missing:
+        raise UserError(f"grid '{args.grid}' has no rows {missing}; rows: {', '.join(grid['rows'])}")
+    config_path = args.config or ROOT / "configs" / f"{args.backbone}.yaml"
+    input_dir = workspace(args.data, args.work)
+    data_name = Path(args.data).resolve().name
+    models_dir = Path(args.work) / data_name / f"{args.backbone}-{args.grid}"
+    cfgs = {r: row_config(config_path, grid, r, args.set, input_dir, models_dir) for r in rows}
+    first = cfgs[rows[0]]
+    folds = parse_folds(args.folds, first["n_folds"]) or list(range(first["n_folds"]))
+    comp = load_competition(input_dir, first["data_config"], verbose=False)
+    keys = DECISION_METRICS[comp.task]
+    facts = length_facts(first, comp)
+    header = (f"{data_name}: {len(comp.train_ids)} train rows, {comp.task}-label, {args.backbone}, folds {folds} of "
+              f"{first['n_folds']}; train texts: median {facts['median_tokens']} tokens, 90th percentile "
+              f"{facts['p90_tokens']}; {facts['longer']:.0%} longer than max_len {first['max_len']}, "
+              f"{facts['longer_than_chunks']:.0%} longer than {first['max_chunks']} chunks of it. "
+              f"{machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.")
+    print(header, flush=True)
+    summaries = {}
+    for r in rows:
+        exp = ExperimentDir(models_dir, r)
+        if fold_summary(exp, folds, keys) is None:
+            print(f"\n== {args.grid} / {r}: {grid['rows'][r] or '(base)'}", flush=True)
+            started = time.time()
+            run_experiment(cfgs[r], folds, verbose=False)
+            print(f"== {r} took {time.time() - started:.0f}s", flush=True)
+        summaries[r] = fold_summary(exp, folds, keys)
+    summaries[REFERENCE] = tfidf_reference(first, folds, keys)
+    command = "python bench/ablate.py " + shlex.join(sys.argv[1:])
+    text = table(grid, rows, summaries, keys, command, header)
+    key = f"{data_name}-{args.backbone}-{args.grid}"
+    in_doc = publish(key, text)
+    print("\n" + text + f"\nwritten: docs/ablations/{key}.md" + (f" and {DOC.relative_to(ROOT)}" if in_doc else ""))
+
+
+if __name__ == "__main__":
+    run_cli(main)
