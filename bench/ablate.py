@@ -61,7 +61,7 @@ def row_config(config_path, grid, row, extra, input_dir, models_dir):
     """The backbone's config, then the grid's base keys, the row's keys and --set overrides (which win)."""
     cfg = load_config(config_path)
     overrides = {**grid["base"], **(grid["rows"][row] or {})}
-    check_keys(overrides, DEFAULTS, f"{GRIDS.name}, row '{row}'")
+    check_keys(overrides, DEFAULTS, f"grid row '{row}'")
     cfg.update(overrides)
     for item in extra:
         key, _, text = item.partition("=")
@@ -110,6 +110,7 @@ def length_facts(cfg, comp):
 
 
 def machine():
+    """Where experiments run: GPU name, or CPU model and threads; torch and transformers versions."""
     import torch
     import transformers
     cpu = platform.processor() or "cpu"
@@ -119,7 +120,14 @@ def machine():
     except (OSError, StopIteration):
         pass
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu}, {torch.get_num_threads()} threads"
-    return f"{where}; torch {torch.__version__}, transformers {transformers.__version__}"
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    return f"{where} (OMP_NUM_THREADS={threads}); torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def ran_on(exp):
+    """The machine a finished row trained on, as recorded when it ran (this machine where nothing was recorded)."""
+    path = exp.root / "ablate_machine.txt"
+    return path.read_text().strip() if path.exists() else machine()
 
 
 def table(grid, rows, summaries, keys, command, header):
@@ -141,10 +149,11 @@ def table(grid, rows, summaries, keys, command, header):
     return "\n".join(lines) + "\n"
 
 
-def publish(key, text, doc=DOC):
-    """Writes docs/ablations/<key>.md and replaces the block between `<!-- table KEY -->` and `<!-- end table -->`
-    in docs/experiments.md where the marker exists."""
-    write_text(ROOT / "docs" / "ablations" / f"{key}.md", text)
+def publish(key, text, out, doc):
+    """Writes <out>/<key>.md and replaces the block between `<!-- table KEY -->` and `<!-- end table -->` in `doc`
+    where the marker exists."""
+    write_text(Path(out) / f"{key}.md", text)
+    doc = Path(doc)
     if not doc.exists():
         return False
     content = doc.read_text()
@@ -165,12 +174,15 @@ def main():
     parser.add_argument("--folds", default=None, help="folds to train, e.g. 0,1,2 (default: all)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override keys for every row")
     parser.add_argument("--work", default=str(ROOT / "models" / "ablate"), help="where experiments are kept")
+    parser.add_argument("--grids", default=str(GRIDS), help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "ablations"), help="folder for the table")
+    parser.add_argument("--doc", default=str(DOC), help="document whose table markers are filled")
     args = parser.parse_args()
 
     from data import load_competition
     from experiment import run_experiment
     from metrics import DECISION_METRICS
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, args.grids)
     rows = args.rows.split(",") if args.rows else list(grid["rows"])
     missing = [r for r in rows if r not in grid["rows"]]
     if missing:
@@ -188,8 +200,7 @@ def main():
     header = (f"{data_name}: {len(comp.train_ids)} train rows, {comp.task}-label, {args.backbone}, folds {folds} of "
               f"{first['n_folds']}; train texts: median {facts['median_tokens']} tokens, 90th percentile "
               f"{facts['p90_tokens']}; {facts['longer']:.0%} longer than max_len {first['max_len']}, "
-              f"{facts['longer_than_chunks']:.0%} longer than {first['max_chunks']} chunks of it. "
-              f"{machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.")
+              f"{facts['longer_than_chunks']:.0%} longer than {first['max_chunks']} chunks of it.")
     print(header, flush=True)
     summaries = {}
     for r in rows:
@@ -197,15 +208,18 @@ def main():
         if fold_summary(exp, folds, keys) is None:
             print(f"\n== {args.grid} / {r}: {grid['rows'][r] or '(base)'}", flush=True)
             started = time.time()
+            write_text(exp.root / "ablate_machine.txt", machine())
             run_experiment(cfgs[r], folds, verbose=False)
             print(f"== {r} took {time.time() - started:.0f}s", flush=True)
         summaries[r] = fold_summary(exp, folds, keys)
     summaries[REFERENCE] = tfidf_reference(first, folds, keys)
+    machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows})
+    header += f" Trained on {' and '.join(machines)}."
     command = "python bench/ablate.py " + shlex.join(sys.argv[1:])
     text = table(grid, rows, summaries, keys, command, header)
     key = f"{data_name}-{args.backbone}-{args.grid}"
-    in_doc = publish(key, text)
-    print("\n" + text + f"\nwritten: docs/ablations/{key}.md" + (f" and {DOC.relative_to(ROOT)}" if in_doc else ""))
+    in_doc = publish(key, text, args.out, args.doc)
+    print("\n" + text + f"\nwritten: {Path(args.out) / key}.md" + (f" and {args.doc}" if in_doc else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""bench/ablate.py: a named grid on a generated competition, resumed, its table published into a document."""
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import write_competition
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = """
+tiny:
+  base: {max_len: 32, truncation: head, epochs: 1, n_folds: 2, lr: 1.0e-3, head_lr: 3.0e-3}
+  rows:
+    cls: {pooling: cls}
+    mean: {pooling: mean}
+  paper: {cls: 5.42}
+"""
+
+
+def ablate(work, *extra):
+    cmd = [sys.executable, str(ROOT / "bench" / "ablate.py"), "tiny", "--data", str(work / "comp"), "--work",
+           str(work / "runs"), "--grids", str(work / "grids.yaml"), "--out", str(work / "tables"),
+           "--doc", str(work / "doc.md"), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_grid_runs_resumes_and_fills_the_document(tmp_path):
+    write_competition(tmp_path / "comp", n_train=80, n_test=10, seed=2)
+    (tmp_path / "comp" / "solution.csv").write_text("id,label\n")  # answers never reach the experiments
+    (tmp_path / "grids.yaml").write_text(GRID)
+    (tmp_path / "doc.md").write_text("intro\n<!-- table comp-splade-tiny-tiny -->\nstale table\n<!-- end table -->\nend\n")
+    first = ablate(tmp_path, "--rows", "cls", "--folds", "0")
+    assert "== tiny / cls" in first and "== tiny / mean" not in first
+    assert not (tmp_path / "runs" / "comp" / "input" / "solution.csv").exists()
+    second = ablate(tmp_path)  # cls fold 0 is kept; its fold 1 and the mean row train
+    assert "== tiny / cls" in second and "== tiny / mean" in second
+    third = ablate(tmp_path)
+    assert "== tiny" not in third  # everything finished: nothing retrains
+    table = (tmp_path / "tables" / "comp-splade-tiny-tiny.md").read_text()
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| row | changes | accuracy (mean +- std) | macro_f1 (mean +- std) | wall time |")
+    rows = {line.split(" | ")[0][2:]: line for line in lines[1:]}
+    assert set(rows) == {"cls", "mean", "tfidf"}
+    assert rows["cls"].rstrip(" |").endswith("5.42") and "pooling: mean" in rows["mean"]
+    assert "+- 0." in rows["mean"] and "min" in rows["mean"]
+    assert "folds [0, 1] of 2" in table and "python bench/ablate.py tiny" in table
+    doc = (tmp_path / "doc.md").read_text()
+    assert doc.startswith("intro\n") and doc.endswith("<!-- end table -->\nend\n")
+    assert "stale table" not in doc and table in doc
