@@ -9,7 +9,7 @@ held-out score alone, so one with more freedom to fit the OOF rows gets no free 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logit
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from metrics import LOWER_IS_BETTER, probability_metric, score_probabilities
 
@@ -23,7 +23,9 @@ def blend(probs, weights):
 
 
 def mean_loss(task, y, prob):
-    """Log-loss (single-label) or mean binary cross-entropy (multi-label)."""
+    """Log-loss (single-label), mean binary cross-entropy (multi-label) or mean squared error (regression)."""
+    if task == "regression":
+        return float(np.mean((np.asarray(y, dtype=np.float64) - prob) ** 2))
     p = np.clip(prob, EPS, 1 - EPS)
     if task == "single":
         return float(-np.mean(np.log(p[np.arange(len(y)), y])))
@@ -93,7 +95,10 @@ WEIGHT_FITS = {"best_single": best_single_weights, "equal": equal_weights, "fitt
 # ---- stacking -----------------------------------------------------------------------------------------------------
 
 def stack_features(task, probs):
-    """Single-label: every model's log-probabilities side by side; multi-label: one logit matrix per label."""
+    """Single-label: every model's log-probabilities side by side; multi-label: one logit matrix per label;
+    regression: one prediction matrix per target."""
+    if task == "regression":
+        return np.stack(probs)
     p = np.clip(np.stack(probs), EPS, 1 - EPS)  # (models, rows, classes)
     if task == "single":
         return np.concatenate(list(np.log(p)), axis=1)
@@ -110,6 +115,9 @@ class Stacker:
 
     def fit(self, probs, y):
         x = stack_features(self.task, probs)
+        if self.task == "regression":  # ridge per target on every model's prediction of it
+            self.models = [Ridge(alpha=1.0).fit(x[:, :, j].T, y[:, j]) for j in range(y.shape[1])]
+            return self
         if self.task == "single":
             self.classes_ = np.unique(y)
             self.model = LogisticRegression(C=self.C, max_iter=2000).fit(x, y) if len(self.classes_) > 1 else None
@@ -127,6 +135,8 @@ class Stacker:
             else:
                 out[:, self.model.classes_] = self.model.predict_proba(x)
             return out / out.sum(1, keepdims=True)
+        if self.task == "regression":
+            return np.stack([m.predict(x[:, :, j].T) for j, m in enumerate(self.models)], axis=1)
         mean = np.mean(probs, axis=0)
         return np.stack([m.predict_proba(x[:, :, j].T)[:, 1] if m is not None else mean[:, j]
                          for j, m in enumerate(self.models)], axis=1)

@@ -35,7 +35,8 @@ DEFAULTS = {
     "gradient_checkpointing": False,  # recompute block activations in backward: less memory, about 1/3 slower
     "max_grad_norm": 1.0,
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
-    "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc
+    "loss": "auto",                # auto (cross-entropy; MSE for regression) | mse | huber | l1 (regression only)
+    "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc | mcrmse | rmse | pearson | qwk
     "amp": "auto",                 # auto (bf16/fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX, else fp32) | bf16 | none
     "n_folds": 5,
     "seed": 42,
@@ -67,8 +68,9 @@ CHOICES = {
     "chunk_pool": ("mean", "max", "attention"),
     "pooling": ("cls", "mean", "max", "last4_concat", "last4_max", "attention"),
     "scheduler": ("linear", "cosine"),
-    "metric": ("auto", "accuracy", "macro_f1", "log_loss", "micro_f1", "roc_auc"),
+    "metric": ("auto", "accuracy", "macro_f1", "log_loss", "micro_f1", "roc_auc", "mcrmse", "rmse", "pearson", "qwk"),
     "amp": ("auto", "bf16", "none"),
+    "loss": ("auto", "mse", "huber", "l1"),
 }
 
 

@@ -31,9 +31,12 @@ DATA_DEFAULTS = {
     "group_column": None,           # rows sharing a group never straddle folds
     "empty_text": "warn",           # warn | fail
     "rare_classes": "warn",         # warn | fail: a class with fewer rows than folds
+    "task": "auto",                 # auto | single | multi | regression | ordinal (auto: numeric labels with many values regress)
     "submit_as": "auto",            # auto (labels for accuracy/F1, probabilities for log-loss/ROC-AUC) | labels | probabilities
 }
 SUBMIT_AS = ("auto", "labels", "probabilities")
+TASKS = ("auto", "single", "multi", "regression", "ordinal")  # ordinal: a regression scored by QWK
+MANY_VALUES = 20  # integer labels with more distinct values than this are a regression target
 
 
 @dataclass
@@ -62,13 +65,22 @@ class Competition:
         return self.test[self.id_column].tolist()
 
     def summary(self):
-        lab = ", ".join(self.label_columns)
-        kind = (f"single-label, {len(self.classes)} classes" if self.task == "single"
-                else f"multi-label, {len(self.classes)} labels")
-        shown = ", ".join(map(str, self.classes[:8])) + (", ..." if len(self.classes) > 8 else "")
+        if self.task == "regression":
+            kind = f"regression, {len(self.classes)} target{'s' if len(self.classes) > 1 else ''}"
+            shown = shorten([f"{c} {m:.3g} +- {sd:.3g}" for c, m, sd in zip(self.classes, self.y.mean(0), self.y.std(0))])
+        else:
+            kind = (f"single-label, {len(self.classes)} classes" if self.task == "single"
+                    else f"multi-label, {len(self.classes)} labels")
+            shown = shorten(self.classes)
+        columns = (f"{len(self.label_columns)} columns" if len(self.label_columns) > 3 and self.label_columns == self.classes
+                   else shorten(self.label_columns))
         return (f"data: train {len(self.train)} rows, test {len(self.test)} rows | id '{self.id_column}' | "
-                f"text {self.text_columns} joined by {self.settings['text_join']!r} | label [{lab}] "
+                f"text {self.text_columns} joined by {self.settings['text_join']!r} | label [{columns}] "
                 f"({kind}: {shown})" + (f" | groups '{self.settings['group_column']}'" if self.groups is not None else ""))
+
+
+def shorten(items, n=8):
+    return ", ".join(map(str, items[:n])) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def load_data_settings(path):
@@ -80,6 +92,8 @@ def load_data_settings(path):
     for key in ("text_columns", "label_columns"):
         if isinstance(settings[key], str):
             settings[key] = [settings[key]]
+    if settings["task"] not in TASKS:
+        raise UserError(f"{path}: task is {settings['task']!r}; choose one of {', '.join(TASKS)}")
     if settings["submit_as"] not in SUBMIT_AS:
         raise UserError(f"{path}: submit_as is {settings['submit_as']!r}; choose one of {', '.join(SUBMIT_AS)}")
     return settings
@@ -122,6 +136,15 @@ def require_columns(df, columns, path, key):
                             f"set `{key}:` in configs/data.yaml")
 
 
+def class_column_for(train, sample_columns, id_col):
+    """The one train column whose values are exactly the sample's columns (`id,EAP,HPL,MWS` with an `author`
+    column): a single-label task submitted as one probability per class. None where there is no such column."""
+    wanted = {str(c).strip() for c in sample_columns}
+    found = [c for c in train.columns if c != id_col and train[c].nunique() == len(wanted)
+             and set(train[c].dropna().str.strip()) == wanted]
+    return found[:1] or None
+
+
 def find_sample_submission(input_dir, name):
     if name:
         return Path(input_dir) / name
@@ -156,7 +179,39 @@ def join_texts(df, columns, joiner, path, policy):
     return texts.tolist()
 
 
-def encode_labels(train, label_columns, delimiter, path):
+def as_numbers(block):
+    return block.apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
+
+
+def looks_like_regression(train, label_columns):
+    """Every label value a number, and either some are fractional or the one column has many distinct values;
+    several numeric columns are a multi-target regression where values are fractional or often not 0/1."""
+    block = train[label_columns].fillna("")
+    numbers = as_numbers(block)
+    if numbers.isna().values.any():
+        return False
+    fractional = (numbers.values != np.round(numbers.values)).any()
+    if len(label_columns) > 1:  # 0/1 columns with a stray 2 are a multi-label typo, not a regression
+        return bool(fractional or (~numbers.isin([0, 1])).values.mean() > 0.1)
+    return bool(fractional or numbers.nunique().max() > MANY_VALUES)
+
+
+def encode_targets(train, label_columns, path):
+    """Regression: one float column per target; a value that is not a number is named by line and column."""
+    block = train[label_columns].fillna("")
+    numbers = as_numbers(block)
+    bad = numbers.isna() | ~np.isfinite(numbers.fillna(0.0))
+    if bad.values.any():
+        col = block.columns[bad.any(axis=0).values][0]
+        row = int(np.flatnonzero(bad[col].values)[0])
+        raise UserError(f"{path}: regression target '{col}' holds {block[col].iloc[row]!r} at line {row + 2}; "
+                        f"every train row needs a number there (or set `task:` in configs/data.yaml)")
+    return "regression", list(label_columns), numbers.to_numpy(dtype=np.float64)
+
+
+def encode_labels(train, label_columns, delimiter, path, task="auto"):
+    if task in ("regression", "ordinal") or (task == "auto" and not delimiter and looks_like_regression(train, label_columns)):
+        return encode_targets(train, label_columns, path)
     if len(label_columns) > 1:
         block = train[label_columns].fillna("").apply(lambda c: c.str.strip())
         bad = ~block.isin(["0", "1", "0.0", "1.0"])
@@ -164,7 +219,7 @@ def encode_labels(train, label_columns, delimiter, path):
             col = block.columns[bad.any(axis=0).values][0]
             row = int(np.flatnonzero(bad[col].values)[0]) + 2
             raise UserError(f"{path}: multi-label column '{col}' holds {block[col].iloc[row - 2]!r} at line {row}; "
-                            f"expected 0 or 1")
+                            f"expected 0 or 1 (numeric targets: set `task: regression` in configs/data.yaml)")
         return "multi", list(label_columns), block.astype(float).astype(np.int64).values
     col = label_columns[0]
     values = train[col]
@@ -212,6 +267,8 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
     label_cols = s["label_columns"] or [c for c in sample.columns if c != id_col]
     if not label_cols:
         raise UserError(f"{sample_path}: needs an id column and at least one label column")
+    if not s["label_columns"] and any(c not in train.columns for c in label_cols):
+        label_cols = class_column_for(train, label_cols, id_col) or label_cols
     require_columns(train, label_cols, train_path, "label_columns")
     text_cols = s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols]
     if not text_cols:
@@ -229,7 +286,7 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
         raise UserError(f"{test_path}: ids differ from {sample_path} ({missing} only in the sample, {extra} only in test); "
                         f"use the competition's matching files")
 
-    task, classes, y = encode_labels(train, label_cols, s["label_delimiter"], train_path)
+    task, classes, y = encode_labels(train, label_cols, s["label_delimiter"], train_path, s["task"])
     groups = None
     if s["group_column"]:
         require_columns(train, [s["group_column"]], train_path, "group_column")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metrics import decision_metric, score_decisions as decision_scores  # noqa: F401 (decision_scores: re-exported)
+from metrics import decision_metric, ordinal_scale, qwk, score_decisions as decision_scores  # noqa: F401
 
 THRESHOLDED = ("accuracy", "macro_f1", "micro_f1")
 GRID = np.round(np.linspace(0.05, 0.95, 37), 3)
@@ -15,8 +15,10 @@ MIN_POSITIVES = 10  # a label with fewer OOF positives keeps the global threshol
 CLIP = 1e-4         # log-loss submissions: probabilities kept within [CLIP, 1 - CLIP]
 
 
-def output_kind(metric, submit_as="auto"):
-    """labels or probabilities: `submit_as` when set, else what the metric scores."""
+def output_kind(metric, submit_as="auto", task=None):
+    """labels or probabilities: `submit_as` when set, else what the metric scores; a regression writes values."""
+    if task == "regression":
+        return "values"
     if submit_as in ("labels", "probabilities"):
         return submit_as
     return "labels" if metric in THRESHOLDED else "probabilities"
@@ -29,8 +31,12 @@ class Rules:
     per_label: np.ndarray = None     # multi-label: one threshold per label (the global one where too few positives)
     at_least_one: bool = False       # multi-label: a row with no label above its threshold gets its top label
     binary: bool = False
+    cuts: np.ndarray = None          # ordinal (QWK): score lo + i is given to predictions between cuts[i-1] and cuts[i]
+    lo: int = 0
 
     def apply(self, prob):
+        if self.task == "regression":
+            return prob if self.cuts is None else (self.lo + np.searchsorted(self.cuts, prob, side="right")).astype(int)
         if self.task == "single":
             return (prob[:, 1] >= self.threshold).astype(int) if self.binary else prob.argmax(1)
         limits = self.per_label if self.per_label is not None else np.full(prob.shape[1], self.threshold)
@@ -41,6 +47,10 @@ class Rules:
         return pred
 
     def describe(self):
+        if self.task == "regression":
+            if self.cuts is None:
+                return "the predicted values"
+            return "scores by cut points " + ", ".join(f"{c:.2f}" for c in self.cuts)
         if self.task == "single":
             return f"threshold {self.threshold:g} on the positive class" if self.binary else "argmax"
         text = f"global threshold {self.threshold:g}"
@@ -61,6 +71,8 @@ def best_threshold(score_at):
 
 def fit_rules(task, y, prob, metric):
     """Rules tuned on (y, prob) for `metric`; default rules (argmax, 0.5) where the metric is not thresholded."""
+    if task == "regression":
+        return fit_cut_points(y, prob) if metric == "qwk" else Rules(task)
     if metric not in THRESHOLDED:
         return default_rules(task, prob.shape[1])
     if task == "single":
@@ -72,6 +84,31 @@ def fit_rules(task, y, prob, metric):
                            Rules(task, best_threshold(lambda t: metric_of(task, y, prob, Rules(task, t), metric))))
     rules = keep_if_better(task, y, prob, metric, rules, per_label_rules(y, prob, metric, rules))
     return keep_if_better(task, y, prob, metric, rules, Rules(task, rules.threshold, rules.per_label, True))
+
+
+def rounding_rules(y):
+    """Scores by rounding to the nearest score in the range of y: cut points halfway between scores."""
+    lo, hi = ordinal_scale(y)
+    return Rules("regression", cuts=np.arange(lo, hi) + 0.5, lo=lo)
+
+
+def fit_cut_points(y, pred, passes=3, steps=41):
+    """Cut points between integer scores that maximise QWK on (y, pred): from rounding, each cut in turn moved to
+    the best of `steps` positions between its neighbours, a few passes (the usual Kaggle step for QWK). Only a
+    move that raises QWK is taken, so the result never scores below rounding."""
+    rules = rounding_rules(y)
+    cuts, best = rules.cuts.copy(), qwk(y, rules.apply(pred))
+    for _ in range(passes):
+        for i in range(len(cuts)):
+            low = cuts[i - 1] if i else cuts[i] - 1.0
+            high = cuts[i + 1] if i + 1 < len(cuts) else cuts[i] + 1.0
+            for c in np.linspace(low, high, steps)[1:-1]:
+                trial = cuts.copy()
+                trial[i] = c
+                value = qwk(y, Rules("regression", cuts=trial, lo=rules.lo).apply(pred))
+                if value > best:
+                    cuts, best = trial, value
+    return Rules("regression", cuts=cuts, lo=rules.lo)
 
 
 def per_label_rules(y, prob, metric, rules):
@@ -98,12 +135,15 @@ def held_out_decisions(task, y, folds, prob, metric):
     for k in np.unique(folds):
         rows = folds == k
         part = fit_rules(task, y[~rows], prob[~rows], metric).apply(prob[rows])
-        pred = np.zeros((len(y),) + part.shape[1:], dtype=int) if pred is None else pred
+        pred = np.zeros((len(y),) + part.shape[1:], dtype=part.dtype) if pred is None else pred
         pred[rows] = part
     return pred
 
 
-def default_rules(task, n_classes):
+def default_rules(task, n_classes, y=None, metric=None):
+    """argmax (threshold 0.5 on a binary task's positive class), 0.5 per label; a QWK regression rounds to scores."""
+    if task == "regression" and metric == "qwk":
+        return rounding_rules(y)
     return Rules(task, binary=task == "single" and n_classes == 2)
 
 

@@ -161,8 +161,35 @@ def optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm):
     scheduler.step()
 
 
-def loss_function(task):
-    return nn.CrossEntropyLoss() if task == "single" else nn.BCEWithLogitsLoss()
+REGRESSION_LOSSES = {"auto": nn.MSELoss, "mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss}
+
+
+def loss_function(task, name="auto"):
+    """Cross-entropy (single-label), binary cross-entropy (multi-label), or for regression `loss` on the standardised
+    targets: MSE (auto), Huber or L1."""
+    if task == "regression":
+        return REGRESSION_LOSSES[name]()
+    return {"single": nn.CrossEntropyLoss, "multi": nn.BCEWithLogitsLoss}[task]()
+
+
+class TargetScale:
+    """Regression targets standardised by the training rows' mean and std (the head learns unit-scale values);
+    predictions are mapped back. Identity for classification."""
+
+    def __init__(self, task, y=None):
+        self.on = task == "regression" and y is not None
+        self.mean = y.mean(0) if self.on else 0.0
+        self.std = np.where(y.std(0) > 0, y.std(0), 1.0) if self.on else 1.0
+
+    def forward(self, y):
+        return (y - self.mean) / self.std if self.on else y
+
+    def back(self, out):
+        return (out * self.std + self.mean).astype(np.float32) if self.on else out
+
+    def as_dict(self):
+        return {"target_mean": np.atleast_1d(self.mean).tolist(), "target_std": np.atleast_1d(self.std).tolist()} \
+            if self.on else {}
 
 
 def targets_for(task, y, idx, device):
@@ -182,6 +209,7 @@ class FoldTrainer:
         self.log = log or (lambda record: None)
         self.on_eval = on_eval  # called with (step, score): tune.py reports to Optuna and may prune
         self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
+        self.target_scale = TargetScale(task)
         self.model.to(self.device)
         self.ema = weight_average(model, cfg.get("ema_decay", 0.0))
         self.adversary, self.adversary_from = build_adversary(model, cfg)
@@ -192,7 +220,8 @@ class FoldTrainer:
         return self.ema.module if self.ema is not None else self.model
 
     def evaluate(self, rows, y, epoch, step, train_loss):
-        logits = predict(self.eval_model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, "evaluate")
+        logits = self.target_scale.back(predict(self.eval_model, rows, self.collate, self.cfg["eval_batch_size"],
+                                                self.device, self.dtype, "evaluate"))
         scores = score(self.task, y, logits)
         improved = is_better(self.metric, scores[self.metric], self.best_score)
         if improved:
@@ -214,6 +243,8 @@ class FoldTrainer:
 
     def fit(self, train_rows, train_y, valid_rows, valid_y):
         cfg, model, device = self.cfg, self.model, self.device
+        self.target_scale = TargetScale(self.task, train_y)
+        train_y = self.target_scale.forward(train_y)
         rng = np.random.default_rng(cfg["seed"])
         lengths = np.array([sequence_length(r) for r in train_rows])
         batches_per_epoch = math.ceil(len(train_rows) / cfg["batch_size"])
@@ -222,7 +253,7 @@ class FoldTrainer:
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, cfg, total)
         scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
-        loss_fn = loss_function(self.task)
+        loss_fn = loss_function(self.task, cfg.get("loss", "auto"))
         step, evaluated_at = 0, -1
         model.train()
         for epoch in range(cfg["epochs"]):
@@ -260,4 +291,5 @@ class FoldTrainer:
         return self.best_scores
 
     def predict(self, rows, desc="predict test"):
-        return predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device, self.dtype, desc)
+        return self.target_scale.back(predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device,
+                                              self.dtype, desc))

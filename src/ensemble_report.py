@@ -109,17 +109,18 @@ def plot_fold_scores(path, rows, metric):
     plt.close(fig)
 
 
-def plot_confusion(path, comp, prob, top=15):
-    """Row-normalised confusion matrix of the ensemble's OOF argmax, for the `top` most frequent classes."""
+def plot_confusion(path, y, pred, classes, top=15):
+    """Row-normalised confusion matrix of the ensemble's OOF decisions (class indices), for the `top` most
+    frequent classes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
-    counts = np.bincount(comp.y, minlength=len(comp.classes))
+    counts = np.bincount(y, minlength=len(classes))
     shown = np.argsort(-counts, kind="stable")[:top]
-    cm = confusion_matrix(comp.y, prob.argmax(1), labels=shown)
+    cm = confusion_matrix(y, pred, labels=shown)
     rate = cm / np.maximum(counts[shown][:, None], 1)
-    names = [str(comp.classes[i])[:20] for i in shown]
+    names = [str(classes[i])[:20] for i in shown]
     size = 3 + 0.45 * len(shown)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
@@ -130,9 +131,28 @@ def plot_confusion(path, comp, prob, top=15):
     ax.set_yticks(range(len(shown)), names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    more = f", top {len(shown)} of {len(comp.classes)} classes" if len(comp.classes) > len(shown) else ""
+    more = f", top {len(shown)} of {len(classes)} classes" if len(classes) > len(shown) else ""
     ax.set_title(f"ensemble OOF confusion (rows normalised{more})", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+
+
+def plot_predicted_vs_true(path, y, pred, targets, top=6):
+    """Regression: the ensemble's OOF prediction against the truth, one panel per target (the first `top`)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = min(top, len(targets))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.scatter(y[:, j], pred[:, j], s=6, alpha=0.4)
+        lo, hi = min(y[:, j].min(), pred[:, j].min()), max(y[:, j].max(), pred[:, j].max())
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+        rmse = float(np.sqrt(np.mean((y[:, j] - pred[:, j]) ** 2)))
+        ax.set_title(f"{str(targets[j])[:24]}: OOF RMSE {rmse:.3f}", fontsize=9)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
     plt.close(fig)

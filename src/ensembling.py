@@ -17,9 +17,10 @@ from artifacts import read_json, write_csv, write_json
 from blend_search import METHODS, search
 from config import UserError
 from data import find_sample_submission, load_competition
-from ensemble_report import describe, method_table, plot_confusion, plot_fold_scores, score_table, write_report
+from ensemble_report import (describe, method_table, plot_confusion, plot_fold_scores, plot_predicted_vs_true,
+                             score_table, write_report)
 from decision import decision_scores, default_rules, fit_rules, held_out_decisions, output_kind
-from metrics import LOWER_IS_BETTER, is_better, probabilities, score_probabilities
+from metrics import LOWER_IS_BETTER, is_better, ordinal_scale, probabilities, score_probabilities
 from submission import save_submission, short, submission_frame
 BASELINE = "tfidf-baseline"
 
@@ -185,7 +186,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     out = Path(submissions_dir)
     sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
     decisions = decide(task, y, folds, best["held_out"], metric)
-    kind = output_kind(metric, comp.settings["submit_as"])
+    kind = output_kind(metric, comp.settings["submit_as"], task)
     frame = submission_frame(comp, best["test"], kind, decisions["rules"], metric)
     latest, stamped = save_submission(out, comp, frame, sample_path)
     oof_frame = pd.DataFrame(best["held_out"], columns=[str(c) for c in comp.classes])
@@ -215,7 +216,15 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     plot_fold_scores(plots[0], rows, metric)
     if task == "single":
         plots.append(out / "confusion.png")
-        plot_confusion(plots[1], comp, best["held_out"])
+        plot_confusion(plots[1], comp.y, best["held_out"].argmax(1), comp.classes)
+    elif task == "regression" and metric == "qwk":
+        lo, hi = ordinal_scale(y)
+        plots.append(out / "confusion.png")
+        plot_confusion(plots[1], (y[:, 0] - lo).astype(int), decisions["rules"].apply(best["held_out"])[:, 0] - lo,
+                       list(range(lo, hi + 1)))
+    elif task == "regression":
+        plots.append(out / "predicted_vs_true.png")
+        plot_predicted_vs_true(plots[1], y, best["held_out"], comp.classes)
     write_report(out / "report.md", summary, rows, exps, plots)
 
     print(f"\nOOF CV by method ({metric}; in-sample: weights fitted on all OOF rows; held-out: fitted on the other folds)")
@@ -231,7 +240,7 @@ def decide(task, y, folds, held_out_prob, metric):
     """Decision rules tuned on the chosen method's fold-held-out OOF probabilities (they mimic test predictions),
     with the OOF scores of default rules, of the tuned rules, and of rules tuned on the other folds."""
     rules = fit_rules(task, y, held_out_prob, metric)
-    default = default_rules(task, held_out_prob.shape[1])
+    default = default_rules(task, held_out_prob.shape[1], y, metric)
     return {"rules": rules, "default": decision_scores(task, y, default.apply(held_out_prob)),
             "tuned": decision_scores(task, y, rules.apply(held_out_prob)),
             "tuned_held_out": decision_scores(task, y, held_out_decisions(task, y, folds, held_out_prob, metric))}
@@ -239,6 +248,8 @@ def decide(task, y, folds, held_out_prob, metric):
 
 def decision_line(summary):
     metric, d = summary["metric"], summary["decision_scores"]
+    if summary["submit_as"] == "values" and metric != "qwk":
+        return f"submitting the predicted values ({metric} is scored on them)"
     if summary["submit_as"] == "probabilities":
         return f"submitting probabilities ({metric} is scored on them; submit_as in the data YAML overrides)"
     if metric not in d["default"]:

@@ -10,7 +10,7 @@ from config import UserError
 from data import load_competition
 from engine import FoldTrainer, TrainingDiverged, amp_dtype, pick_device, precision_name, seed_everything
 from folds import load_or_make_folds
-from metrics import score, selection_metric
+from metrics import competition_metric, score
 from modeling import build_model, max_positions
 from pseudo import load as load_pseudo_labels, training_targets
 from tricks import describe as describe_tricks
@@ -99,7 +99,10 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=T
     A fold whose loss diverges is reported and, with keep_going, the other folds still train."""
     quiet_transformers()
     comp, folds = prepare(cfg)
-    metric = selection_metric(cfg["metric"], comp.task)
+    metric = competition_metric(cfg["metric"], comp)
+    if cfg.get("loss", "auto") != "auto" and comp.task != "regression":
+        raise UserError(f"loss '{cfg['loss']}' is for regression targets; this is a {comp.task}-label task: "
+                        f"remove `loss` (cross-entropy is used)")
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
     with FolderLock(exp.root):
         return train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep_going)
@@ -150,7 +153,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         test_logits = trainer.predict(test_rows)
         save_weights(exp.fold(k) / "model.pt", trainer.best_state)
         result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
-                  "max_len": cfg["max_len"],
+                  "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
                   "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
                   "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
         exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)

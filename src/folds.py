@@ -12,9 +12,24 @@ from artifacts import write_csv
 from config import UserError
 
 
-def make_folds(y, n_folds, seed, groups=None):
-    """Fold index per row. Multi-label y is (n, k) 0/1; single-label y is (n,)."""
+def target_bins(y, n_folds):
+    """Regression targets (n, k) as quantile bins, each bin at least 2 rows per fold where the data allows."""
+    n_bins = int(np.clip(len(y) // (2 * n_folds), 2, 10))
+    bins = []
+    for j in range(y.shape[1]):
+        edges = np.unique(np.quantile(y[:, j], np.linspace(0, 1, n_bins + 1)[1:-1]))
+        bins.append(np.searchsorted(edges, y[:, j], side="right"))
+    return np.stack(bins, axis=1)
+
+
+def make_folds(y, n_folds, seed, groups=None, task=None):
+    """Fold index per row. Multi-label y is (n, k) 0/1; single-label y is (n,); regression y is (n, k) floats,
+    stratified on quantile bins of each target (iterative stratification over the bins of several targets)."""
     y = np.asarray(y)
+    if task == "regression":
+        bins = target_bins(y, n_folds)
+        y = bins[:, 0] if bins.shape[1] == 1 or groups is not None else \
+            np.concatenate([np.eye(bins[:, j].max() + 1, dtype=int)[bins[:, j]] for j in range(bins.shape[1])], axis=1)
     fold = np.full(len(y), -1, dtype=np.int64)
     if groups is not None:
         strat = y if y.ndim == 1 else y.argmax(1)  # groups + multi-label: stratify on the first label
@@ -71,10 +86,11 @@ def load_or_make_folds(comp, n_folds, seed, path):
     if n_folds < 2:
         raise UserError(f"n_folds must be at least 2 (got {n_folds})")
     warn_rare_classes(comp, n_folds)
-    fold = make_folds(comp.y, n_folds, seed, comp.groups)
+    fold = make_folds(comp.y, n_folds, seed, comp.groups, comp.task)
     # deterministic content and a per-process temp file: workers starting together write the same file safely
     write_csv(path, pd.DataFrame({"id": ids, "fold": fold}))
     kind = "StratifiedGroupKFold" if comp.groups is not None else (
-        "MultilabelStratifiedKFold" if comp.task == "multi" else "StratifiedKFold")
+        "MultilabelStratifiedKFold" if comp.task == "multi" or (comp.task == "regression" and comp.y.shape[1] > 1)
+        else "StratifiedKFold") + (" on target quantile bins" if comp.task == "regression" else "")
     print(f"folds: wrote {path} ({kind}, {n_folds} folds, seed {seed}, sizes {np.bincount(fold).tolist()})")
     return fold

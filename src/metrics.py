@@ -1,15 +1,52 @@
 """Competition metrics from logits. Single-label: accuracy, macro-F1, log-loss; multi-label: micro-F1,
-macro-F1 (threshold 0.5) and mean ROC-AUC over labels that have both classes."""
+macro-F1 (threshold 0.5) and mean ROC-AUC over labels that have both classes; regression (one or several targets;
+its "logits" are the predicted values): mean column-wise RMSE (RMSE for one target), RMSE over every value and mean
+Pearson correlation."""
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_loss, roc_auc_score
 
-LOWER_IS_BETTER = {"log_loss"}
-DEFAULT_METRIC = {"single": "accuracy", "multi": "micro_f1"}
+LOWER_IS_BETTER = {"log_loss", "mcrmse", "rmse"}
+DEFAULT_METRIC = {"single": "accuracy", "multi": "micro_f1", "regression": "mcrmse"}
+ALLOWED = {"single": ("accuracy", "macro_f1", "log_loss"), "multi": ("micro_f1", "macro_f1", "roc_auc"),
+           "regression": ("mcrmse", "rmse", "pearson", "qwk")}
+MAX_SCORES = 20  # an integer target with at most this many distinct values can be scored by QWK
 
 
 def probabilities(task, logits):
+    """Class probabilities from logits; a regression's predictions pass through as they are."""
+    if task == "regression":
+        return logits
     return softmax(logits, axis=1) if task == "single" else expit(logits)
+
+
+def ordinal_scale(y):
+    """(lowest, highest) score of one integer target with few distinct values, else None."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    if y.shape[1] != 1 or (y != np.round(y)).any() or len(np.unique(y)) > MAX_SCORES:
+        return None
+    return int(y.min()), int(y.max())
+
+
+def qwk(y, scores):
+    """Quadratic weighted kappa of integer scores."""
+    return float(cohen_kappa_score(np.asarray(y).ravel().astype(int), np.asarray(scores).ravel().astype(int),
+                                   weights="quadratic"))
+
+
+def regression_scores(y, pred):
+    """MCRMSE, RMSE, Pearson; QWK too where the target is an integer score (predictions rounded to the nearest
+    score within the range seen, unless they already are scores)."""
+    scale = ordinal_scale(y)
+    y, pred = np.asarray(y, dtype=np.float64).reshape(len(y), -1), np.asarray(pred, dtype=np.float64)
+    column_rmse = np.sqrt(((y - pred) ** 2).mean(0))
+    pearson = [np.corrcoef(y[:, j], pred[:, j])[0, 1] if y[:, j].std() > 0 and pred[:, j].std() > 0 else 0.0
+               for j in range(y.shape[1])]
+    scores = {"mcrmse": float(column_rmse.mean()), "rmse": float(np.sqrt(((y - pred) ** 2).mean())),
+              "pearson": float(np.mean(pearson))}
+    if scale:
+        scores["qwk"] = qwk(y, np.clip(np.round(pred), *scale))
+    return scores
 
 
 def clipped(prob, eps=1e-7):
@@ -39,6 +76,8 @@ def decision_metric(task, y, pred, metric, n_classes=None):
 
 
 def score_decisions(task, y, pred, n_classes=None):
+    if task == "regression":
+        return regression_scores(y, pred)
     return {m: decision_metric(task, y, pred, m, n_classes) for m in DECISION_METRICS[task]}
 
 
@@ -48,6 +87,8 @@ def default_decisions(task, prob):
 
 def probability_metric(task, y, prob, metric):
     """One metric of probabilities: log-loss, ROC-AUC, or a decision metric of argmax / 0.5 decisions."""
+    if task == "regression":
+        return regression_scores(y, prob)[metric]
     if metric == "log_loss":
         return float(log_loss(y, clipped(prob), labels=np.arange(prob.shape[1])))
     if metric == "roc_auc":
@@ -56,6 +97,8 @@ def probability_metric(task, y, prob, metric):
 
 
 def score_probabilities(task, y, prob):
+    if task == "regression":
+        return regression_scores(y, prob)
     scores = score_decisions(task, y, default_decisions(task, prob), prob.shape[1])
     scores[PROBABILITY_METRIC[task]] = probability_metric(task, y, prob, PROBABILITY_METRIC[task])
     return scores
@@ -67,10 +110,22 @@ def score(task, y, logits):
 
 def selection_metric(cfg_metric, task):
     metric = DEFAULT_METRIC[task] if cfg_metric == "auto" else cfg_metric
-    allowed = ("accuracy", "macro_f1", "log_loss") if task == "single" else ("micro_f1", "macro_f1", "roc_auc")
-    if metric not in allowed:
+    if metric not in ALLOWED[task]:
         from config import UserError
-        raise UserError(f"metric '{metric}' does not apply to a {task}-label task; choose one of {', '.join(allowed)}")
+        kind = "regression" if task == "regression" else f"{task}-label"
+        raise UserError(f"metric '{metric}' does not apply to a {kind} task; choose one of {', '.join(ALLOWED[task])}")
+    return metric
+
+
+def competition_metric(cfg_metric, comp):
+    """The selection metric for a competition: `metric` of the config; auto: accuracy, micro-F1, MCRMSE, or QWK
+    where the data YAML says `task: ordinal`. QWK needs one integer target with few distinct scores."""
+    ordinal = comp.settings.get("task") == "ordinal"
+    metric = selection_metric("qwk" if ordinal and cfg_metric == "auto" else cfg_metric, comp.task)
+    if metric == "qwk" and ordinal_scale(comp.y) is None:
+        from config import UserError
+        raise UserError(f"metric qwk needs one integer score per row with at most {MAX_SCORES} distinct values; "
+                        f"the labels {comp.label_columns} are not (use mcrmse or rmse)")
     return metric
 
 

@@ -68,6 +68,8 @@ def load(cfg, comp, train_rows_per_fold):
     if not cfg.get("pseudo_label"):
         return None
     s = settings(cfg)
+    if comp.task == "regression":
+        raise UserError("pseudo_label picks confident class predictions; a regression has none: remove pseudo_label")
     prob = read_source(s["source"], comp)
     limit = int(s["max_share"] * train_rows_per_fold)
     positions, targets = select(comp.task, prob, float(s["min_confidence"]), limit, bool(s["soft"]))

@@ -10,7 +10,8 @@ import pandas as pd
 from artifacts import atomic_write
 from config import UserError
 from data import sniff_sep
-from decision import clip_for, default_rules
+from decision import CLIP, clip_for, default_rules
+from metrics import clipped
 
 
 def short(values, n=6):
@@ -32,6 +33,12 @@ def decode_labels(comp, prob, rules):
 
 def label_columns_of_sample(comp):
     return [c for c in comp.sample.columns if c != comp.id_column]
+
+
+def per_class_columns(comp):
+    """A single-label sample with one column per class (`id,EAP,HPL,MWS`): probabilities are written there."""
+    label_cols = label_columns_of_sample(comp)
+    return comp.task == "single" and len(label_cols) > 1 and set(label_cols) == set(map(str, comp.classes))
 
 
 def writes_probabilities(comp, kind):
@@ -59,10 +66,15 @@ def submission_frame(comp, test_prob, kind="probabilities", rules=None, metric=N
     out = pd.DataFrame({id_col: sample[id_col].to_numpy()})
     label_cols = label_columns_of_sample(comp)
     classes = [str(c) for c in comp.classes]
-    if comp.task == "multi" and not comp.label_delimiter:
+    if per_class_columns(comp):
+        values = clipped(np.asarray(prob, dtype=np.float64), CLIP)  # every row sums to 1, none at 0 or 1
+        for c in label_cols:
+            out[c] = values[:, classes.index(c)]
+    elif comp.task == "regression" or (comp.task == "multi" and not comp.label_delimiter):
         missing = [c for c in label_cols if c not in classes]
         if missing:
-            raise UserError(f"sample submission columns {missing} are not among the labels {short(classes)}")
+            raise UserError(f"sample submission columns {missing} are not among the "
+                            f"{'targets' if comp.task == 'regression' else 'labels'} {short(classes)}")
         values = prob if writes_probabilities(comp, kind) else rules.apply(prob)
         for c in label_cols:
             out[c] = values[:, classes.index(c)]
@@ -89,6 +101,13 @@ def check_submission(path, comp, sep, encoding):
         problem = "ids or their order differ from the sample's"
     elif sub.isna().any().any():
         problem = f"{int(sub.isna().sum().sum())} empty cells"
+    elif per_class_columns(comp):
+        values = sub[label_cols].astype(float).to_numpy()
+        if not ((values >= 0) & (values <= 1)).all() or not np.allclose(values.sum(1), 1, atol=1e-4):
+            problem = "per-class probabilities outside [0, 1] or rows not summing to 1"
+    elif comp.task == "regression":
+        if not np.isfinite(pd.to_numeric(sub[label_cols].stack(), errors="coerce")).all():
+            problem = "values that are not finite numbers"
     elif comp.task == "single" and not sub[label_cols[0]].isin(classes).all() and probability_column(sub[label_cols[0]]):
         pass  # a binary task's positive-class probability
     elif comp.task == "single":

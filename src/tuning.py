@@ -22,7 +22,7 @@ import yaml
 
 from artifacts import ExperimentDir, atomic_write, write_yaml
 from config import CHOICES, DEFAULTS, UserError, check_keys, coerce, load_config
-from metrics import LOWER_IS_BETTER, score, selection_metric
+from metrics import LOWER_IS_BETTER, competition_metric, score
 
 DEFAULT_SPACE = {
     "lr": {"low": 1e-5, "high": 1e-4, "log": True},
@@ -441,7 +441,7 @@ def run_tuning(cfg, config_path, n_trials, fold_list=None, storage=None, study_n
     space = parse_search_space(cfg.get("search_space"))
     fold_list = [0] if fold_list is None else sorted(set(fold_list))
     comp, _ = prepare(cfg)
-    metric = selection_metric(cfg["metric"], comp.task)
+    metric = competition_metric(cfg["metric"], comp)
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     storage_url = storage or default_storage(cfg)
     study_name = study_name or cfg["name"]

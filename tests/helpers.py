@@ -22,15 +22,26 @@ def make_texts(n, seed=0, classes=("sports", "tech", "money"), min_words=6, max_
     return texts, labels
 
 
-def write_competition(folder, n_train=120, n_test=30, seed=0, multilabel=False, groups=False):
-    """train.csv (id, title, body, label), test.csv, sample_submission.csv in `folder`."""
+TOPIC_VALUE = {"sports": 1.0, "tech": 3.0, "money": 5.0}
+
+
+def write_competition(folder, n_train=120, n_test=30, seed=0, multilabel=False, groups=False, targets=0):
+    """train.csv (id, title, body, label), test.csv, sample_submission.csv in `folder`. targets=k: k numeric
+    regression targets (score, score2, ...) that follow the text's topic, plus noise, instead of a label."""
     folder.mkdir(parents=True, exist_ok=True)
     texts, labels = make_texts(n_train + n_test, seed)
     ids = [f"r{i:04d}" for i in range(n_train + n_test)]
     titles = [t.split()[0] for t in texts]
     train = pd.DataFrame({"id": ids[:n_train], "title": titles[:n_train], "body": texts[:n_train]})
     test = pd.DataFrame({"id": ids[n_train:], "title": titles[n_train:], "body": texts[n_train:]})
-    if multilabel:
+    if targets:
+        rng = np.random.default_rng(seed + 2)
+        names = ["score"] + [f"score{j + 1}" for j in range(1, targets)]
+        for j, name in enumerate(names):
+            sign = 1 if j % 2 == 0 else -1
+            train[name] = [round(sign * TOPIC_VALUE[lab] + rng.normal(0, 0.3), 3) for lab in labels[:n_train]]
+        sample = pd.DataFrame({"id": test["id"], **{name: 0.0 for name in names}})
+    elif multilabel:
         rng = np.random.default_rng(seed + 1)
         for c in WORDS:
             train[c] = [int(lab == c or rng.random() < 0.2) for lab in labels[:n_train]]

@@ -7,6 +7,7 @@ import experiment
 import pseudo
 from config import UserError, load_config
 from data import load_competition
+from engine import TargetScale
 from helpers import write_competition
 
 
@@ -36,6 +37,7 @@ class RecordingTrainer:
 
     def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None):
         self.n = len(load_competition_classes)
+        self.target_scale = TargetScale(task)
 
     def fit(self, train_rows, train_y, valid_rows, valid_y):
         RecordingTrainer.calls.append((train_rows, train_y, valid_rows))
