@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from data import load_competition
 from helpers import make_texts, write_competition
@@ -28,8 +29,10 @@ def test_per_class_sample_is_inferred_with_zero_config(tmp_path):
     assert comp.classes == ["money", "sports", "tech"] and comp.text_columns == ["title", "body"]
 
 
-def test_ensemble_writes_one_probability_per_class_summing_to_one(tmp_path):
+@pytest.mark.parametrize("data_yaml", ["", "label_columns: [author]\n"])
+def test_ensemble_writes_one_probability_per_class_summing_to_one(tmp_path, data_yaml):
     per_class_competition(tmp_path / "input")
+    (tmp_path / "input" / "data.yaml").write_text(data_yaml)
     for script in ("baseline.py", "ensemble.py"):
         proc = subprocess.run([sys.executable, str(ROOT / "src" / script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600)

@@ -169,3 +169,19 @@ def test_regression_loss_is_configurable(name, kind):
     from engine import loss_function
     assert type(loss_function("regression", name)).__name__ == kind
     assert type(loss_function("single", "auto")).__name__ == "CrossEntropyLoss"
+
+
+def test_tune_minimises_the_regression_metric(tmp_path):
+    import optuna
+    write_competition(tmp_path / "input", n_train=120, n_test=20, seed=3, targets=1)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.yaml").write_text(
+        "name: tiny\nbackbone: splade-tiny\nmax_len: 32\ntruncation: head\npooling: mean\nhead_lr: 3.0e-3\n"
+        "epochs: 1\nbatch_size: 16\nn_folds: 2\nseed: 0\nsearch_space:\n  lr: {low: 1.0e-4, high: 3.0e-3, log: true}\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "src" / "tune.py"), "configs/tiny.yaml", "--trials", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "minimize mcrmse" in proc.stdout
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/models/optuna.db")
+    values = [t.value for t in study.trials if t.value is not None]
+    assert study.direction.name == "MINIMIZE" and len(values) == 2 and study.best_value == min(values)
