@@ -55,3 +55,17 @@ def write_competition(folder, n_train=120, n_test=30, seed=0, multilabel=False, 
     test.to_csv(folder / "test.csv", index=False)
     sample.to_csv(folder / "sample_submission.csv", index=False)
     return folder
+
+
+TINY_HIDDEN = 16
+
+
+def tiny_bert(layers=4):
+    """A random-weight BERT encoder (hidden 16, vocab 50) loaded the way the project loads backbones."""
+    import torch
+    from transformers import BertConfig
+
+    from modeling import load_backbone
+    torch.manual_seed(0)
+    return load_backbone(BertConfig(vocab_size=50, hidden_size=TINY_HIDDEN, num_hidden_layers=layers,
+                                    num_attention_heads=2, intermediate_size=32))

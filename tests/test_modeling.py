@@ -2,15 +2,10 @@ import pytest
 import torch
 from transformers import BertConfig
 
+from helpers import TINY_HIDDEN, tiny_bert
 from modeling import POOLINGS, TextClassifier, load_backbone
 
-H = 16
-
-
-def tiny_bert():
-    torch.manual_seed(0)
-    return load_backbone(BertConfig(vocab_size=50, hidden_size=H, num_hidden_layers=4, num_attention_heads=2,
-                                    intermediate_size=32))
+H = TINY_HIDDEN
 
 
 def batch(b=3, length=7):

@@ -6,17 +6,12 @@ from transformers import BertConfig, BertModel
 
 from config import UserError, load_config
 from engine import FoldTrainer
+from helpers import TINY_HIDDEN, tiny_bert
 from modeling import TextClassifier, build_model, load_backbone
 from optim import find_layer_stack
 from tricks import AWP, FGM, adversarial_settings, reinit_top_layers, weight_average
 
-H = 16
-
-
-def tiny_bert():
-    torch.manual_seed(0)
-    return load_backbone(BertConfig(vocab_size=50, hidden_size=H, num_hidden_layers=3, num_attention_heads=2,
-                                    intermediate_size=32))
+H = TINY_HIDDEN
 
 
 def toy_rows(n=24, seed=0):
