@@ -57,17 +57,26 @@ def train_baseline(cfg, comp, folds, metric, exp):
         if exp.fold_done(k):
             continue
         started = time.time()
-        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        model = tfidf_model(comp.task, cfg["C"], cfg["max_features"]).fit(train_texts[tr], comp.y[tr])
-        full = np.full((len(va), len(comp.classes)), -30.0) if comp.task == "single" else None
-        valid_logits = expand(logits_of(model, comp.task, train_texts[va]), model, comp, full)
-        test_logits = expand(logits_of(model, comp.task, test_texts), model, comp,
-                             np.full((len(test_texts), len(comp.classes)), -30.0) if comp.task == "single" else None)
+        va = np.flatnonzero(folds == k)
+        model = fold_model(cfg, comp, folds, k)
+        valid_logits, test_logits = predict_texts(model, comp, train_texts[va]), predict_texts(model, comp, test_texts)
         scores = score(comp.task, comp.y[va], valid_logits)
         result = {"fold": k, **scores, "seconds": round(time.time() - started, 1), "init": "tfidf"}
         exp.save_fold(k, [comp.train_ids[i] for i in va], valid_logits, test_logits, result)
         print(f"fold {k}: {metric} {scores[metric]:.4f} ({result['seconds']:.0f}s)")
     return assemble(cfg, comp, folds, exp, metric, "tfidf")
+
+
+def fold_model(cfg, comp, folds, k):
+    """The baseline of fold k, fitted on the other folds' rows (deterministic: refitting gives the same model)."""
+    train = np.flatnonzero(folds != k)
+    texts = np.array(comp.train_texts, dtype=object)[train]
+    return tfidf_model(comp.task, cfg["C"], cfg["max_features"]).fit(texts, comp.y[train])
+
+
+def predict_texts(model, comp, texts):
+    full = np.full((len(texts), len(comp.classes)), -30.0) if comp.task == "single" else None
+    return expand(logits_of(model, comp.task, texts), model, comp, full)
 
 
 def expand(logits, model, comp, full):

@@ -105,6 +105,27 @@ def stack_features(task, probs):
     return logit(p)
 
 
+def linear_state(model):
+    """A fitted LogisticRegression or Ridge as plain numbers (JSON, no pickle); None stays None."""
+    if model is None:
+        return None
+    state = {"coef": np.asarray(model.coef_).tolist(), "intercept": np.asarray(model.intercept_).tolist()}
+    if hasattr(model, "classes_"):
+        state["classes"] = np.asarray(model.classes_).tolist()
+    return state
+
+
+def linear_from_state(state, kind):
+    if state is None:
+        return None
+    model = LogisticRegression() if kind == "logistic" else Ridge()
+    model.coef_, model.intercept_ = np.asarray(state["coef"]), np.asarray(state["intercept"])
+    model.n_features_in_ = model.coef_.shape[-1]
+    if "classes" in state:
+        model.classes_ = np.asarray(state["classes"])
+    return model
+
+
 class Stacker:
     """Logistic regression on the models' log-probabilities (single-label: multinomial over all models' classes;
     multi-label: one per label on that label's logits from each model; a label with one class in the fitting rows
@@ -125,6 +146,23 @@ class Stacker:
         self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(x[:, :, j].T, y[:, j])
                        if 0 < y[:, j].sum() < len(y) else None for j in range(y.shape[1])]
         return self
+
+    def state(self):
+        """Everything predict needs, as plain numbers: what predict.py reads back with from_state."""
+        state = {"task": self.task, "n_classes": self.n_classes, "C": self.C}
+        if self.task == "single":
+            return {**state, "classes": np.asarray(self.classes_).tolist(), "model": linear_state(self.model)}
+        return {**state, "models": [linear_state(m) for m in self.models]}
+
+    @classmethod
+    def from_state(cls, state):
+        stacker = cls(state["task"], state["n_classes"], state["C"])
+        kind = "ridge" if state["task"] == "regression" else "logistic"
+        if state["task"] == "single":
+            stacker.classes_, stacker.model = np.asarray(state["classes"]), linear_from_state(state["model"], kind)
+        else:
+            stacker.models = [linear_from_state(m, kind) for m in state["models"]]
+        return stacker
 
     def predict(self, probs):
         x = stack_features(self.task, probs)
@@ -171,7 +209,8 @@ def stacking_method(task, y, folds, probs, test_probs, metric):
     held = held_out_prediction(folds, lambda train, rows: Stacker(task, n_classes).fit(
         [p[train] for p in probs], y[train]).predict([p[rows] for p in probs]))
     final = Stacker(task, n_classes).fit(probs, y)
-    return {"weights": None, "oof": final.predict(probs), "held_out": held, "test": final.predict(test_probs)}
+    return {"weights": None, "stacker": final, "oof": final.predict(probs), "held_out": held,
+            "test": final.predict(test_probs)}
 
 
 RUNNERS = {**{name: weight_method(name) for name in WEIGHT_FITS}, "stacking": stacking_method}

@@ -46,6 +46,19 @@ class Rules:
             pred[empty, prob[empty].argmax(1)] = 1
         return pred
 
+    def state(self):
+        """The rules as plain values (JSON), read back by Rules.from_state."""
+        arrays = {"per_label": self.per_label, "cuts": self.cuts}
+        return {"task": self.task, "threshold": float(self.threshold), "at_least_one": bool(self.at_least_one),
+                "binary": bool(self.binary), "lo": int(self.lo),
+                **{k: None if v is None else np.asarray(v, dtype=float).tolist() for k, v in arrays.items()}}
+
+    @classmethod
+    def from_state(cls, state):
+        arrays = {k: None if state[k] is None else np.asarray(state[k]) for k in ("per_label", "cuts")}
+        return cls(state["task"], state["threshold"], arrays["per_label"], state["at_least_one"], state["binary"],
+                   arrays["cuts"], state["lo"])
+
     def describe(self):
         if self.task == "regression":
             if self.cuts is None:

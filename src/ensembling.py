@@ -208,6 +208,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
         "init": {e["name"]: e["init"] for e in exps}, "best_params": {e["name"]: e["best_params"] for e in exps},
         "skipped": skipped, "submit_as": kind, "rules": decisions["rules"].describe(),
         "decision_scores": {k: v for k, v in decisions.items() if k != "rules"},
+        "recipe": recipe(comp, names, chosen, best, average, metric, kind, decisions["rules"]),
     }
     summary["verdict"] = ensemble_verdict(summary["scores"], ensemble["scores"], metric, "OOF CV")
     summary["pick"] = pick_sentence(summary)
@@ -234,6 +235,18 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     print(summary["pick"])
     print(f"submission: {latest} (copy {stamped}); report: {out / 'report.md'}")
     return summary
+
+
+RECIPE_VERSION = 1
+
+
+def recipe(comp, names, method, best, average, metric, kind, rules):
+    """What src/predict.py needs to repeat this blend on new rows, as plain values: the experiments in order, how
+    their folds are averaged, the weights or the stacking meta-model, the decision rules and the output kind."""
+    return {"version": RECIPE_VERSION, "task": comp.task, "classes": [str(c) for c in comp.classes],
+            "experiments": names, "method": method, "average": average, "metric": metric, "kind": kind,
+            "weights": None if best["weights"] is None else [float(w) for w in best["weights"]],
+            "stacker": best["stacker"].state() if "stacker" in best else None, "rules": rules.state()}
 
 
 def decide(task, y, folds, held_out_prob, metric):

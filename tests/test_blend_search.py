@@ -1,5 +1,7 @@
 """Ensemble search: forward selection only ever improves its objective, stacking's OOF rows are never seen by the
 meta-model that predicts them, the submitted method is the best on fold-held-out rows."""
+import json
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,21 @@ def test_search_submits_the_best_held_out_method_and_a_single_model_stays_single
     assert results["best_single"]["weights"].tolist() == [1.0, 0.0, 0.0]
     results, chosen = search("single", y, folds, probs[:1], probs[:1], "accuracy")
     assert chosen == "best_single" and list(results) == ["best_single"]
+
+
+@pytest.mark.parametrize("task", ["single", "multi", "regression"])
+def test_stacker_survives_a_round_trip_through_json(task):
+    rng = np.random.default_rng(0)
+    n, k = 120, 3
+    if task == "single":
+        y = rng.integers(0, k, n)
+        probs = [rng.dirichlet(np.ones(k), n) for _ in range(2)]
+    elif task == "multi":
+        y = (rng.random((n, k)) < 0.4).astype(int)
+        probs = [rng.random((n, k)) for _ in range(2)]
+    else:
+        y = rng.normal(size=(n, 2))
+        probs = [y + rng.normal(0, 0.5, y.shape) for _ in range(2)]
+    fitted = Stacker(task, probs[0].shape[1]).fit(probs, y)
+    restored = Stacker.from_state(json.loads(json.dumps(fitted.state())))
+    assert np.allclose(restored.predict(probs), fitted.predict(probs))

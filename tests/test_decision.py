@@ -1,5 +1,7 @@
 """Decision rules fit to the metric: thresholds that never worsen the OOF score they were tuned on, rare labels on
 the global threshold, labels or probabilities in the sample submission's exact format."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -107,3 +109,13 @@ def test_binary_probability_column_gets_the_positive_class_probability(tmp_path)
 
 def comp_folds(inp):
     return pd.read_csv(inp / "folds.csv")["fold"].to_numpy()
+
+
+def test_rules_survive_a_round_trip_through_json():
+    for rules in (Rules("multi", 0.3, np.array([0.2, 0.5, 0.7]), True), Rules("single", 0.4, binary=True),
+                  Rules("regression", cuts=np.array([1.4, 2.6, 3.5]), lo=1), Rules("regression")):
+        back = Rules.from_state(json.loads(json.dumps(rules.state())))
+        prob = np.random.default_rng(1).random((20, 3)) * (4 if rules.task == "regression" else 1)
+        if rules.task == "regression":
+            prob = prob[:, :1]
+        assert np.array_equal(back.apply(prob), rules.apply(prob)) and back.describe() == rules.describe()

@@ -119,6 +119,10 @@ def test_ensemble_writes_numbers_in_the_sample_format(trained):
     single = json.loads((work / "models/tiny/metrics.json").read_text())["cv"]
     assert summary["metric"] == "mcrmse" and summary["cv"] <= single * 1.05
     assert (work / "submissions/predicted_vs_true.png").stat().st_size > 5000
+    again = subprocess.run([sys.executable, str(ROOT / "src" / "predict.py"), "--test", "input/test.csv", "--out",
+                            "again.csv"], cwd=work, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert np.allclose(pd.read_csv(work / "again.csv")[["score", "score2"]], sub[["score", "score2"]], atol=1e-4)
 
 
 def test_tuned_qwk_cut_points_never_lower_oof_qwk():

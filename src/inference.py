@@ -1,0 +1,94 @@
+"""Predictions for new rows from finished experiments, without retraining: each fold's saved weights (read with
+torch.load(weights_only=True)), the experiment's own tokenisation settings, then the ensemble's recipe (fold
+averaging, weights or stacking meta-model, decision rules) exactly as src/ensemble.py applied it."""
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from artifacts import read_json
+from backbones import load_tokenizer, quiet_transformers, resolve_backbone
+from blend_search import Stacker, blend
+from config import UserError
+from decision import Rules
+from engine import Collator, TargetScale, amp_dtype, pick_device, predict
+from ensembling import BASELINE, RECIPE_VERSION, fold_mean_probabilities
+from modeling import build_model
+from truncation import build_inputs, tokenize_texts
+
+
+def read_recipe(path):
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run python src/ensemble.py first (it writes the recipe predict.py follows)")
+    recipe = read_json(path).get("recipe")
+    if not recipe or recipe.get("version") != RECIPE_VERSION:
+        raise UserError(f"{path} holds no recipe of version {RECIPE_VERSION} (written by another version of the "
+                        f"project): rerun python src/ensemble.py")
+    return recipe
+
+
+def experiment_files(models_dir, name, n_classes):
+    """(config, fold results) of a finished experiment; every fold's weights must be there."""
+    root = Path(models_dir) / name
+    if not (root / "config.yaml").exists():
+        raise UserError(f"{root}/config.yaml not found: the recipe names experiment '{name}'")
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    missing = [k for k in range(cfg["n_folds"]) if not (root / f"fold{k}" / "result.json").exists()
+               or (name != BASELINE and not (root / f"fold{k}" / "model.pt").exists())]
+    if missing:
+        raise UserError(f"{root}: fold(s) {missing} have no saved weights; retrain them or rebuild the ensemble")
+    results = [read_json(root / f"fold{k}" / "result.json") for k in range(cfg["n_folds"])]
+    return cfg, results
+
+
+def settled(cfg, results):
+    """The config as its folds trained: `max_len: auto` replaced by the length they used."""
+    if cfg["max_len"] == "auto":
+        cfg = {**cfg, "max_len": results[0]["max_len"]}
+    return cfg
+
+
+def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=None, on_fold=None):
+    """One logit (or value) matrix per fold for `texts`, as the fold's model predicted its test rows in training."""
+    quiet_transformers()
+    device = device or pick_device()
+    cfg = settled(cfg, results)
+    backbone = resolve_backbone(cfg["backbone"])
+    tokenizer = load_tokenizer(backbone)
+    rows = build_inputs(tokenizer, tokenize_texts(tokenizer, texts, f"tokenise for {name}"), cfg)
+    from transformers import AutoConfig
+    architecture = AutoConfig.from_pretrained(backbone)
+    collate = Collator(tokenizer.pad_token_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"],
+                       cfg["max_len"])
+    out = []
+    for k, result in enumerate(results):
+        started = time.time()
+        model = build_model({**cfg, "reinit_layers": 0, "gradient_checkpointing": False}, architecture, n_classes)
+        state = torch.load(Path(models_dir) / name / f"fold{k}" / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.to(device)
+        logits = predict(model, rows, collate, cfg["eval_batch_size"], device, amp_dtype(device, cfg["amp"]),
+                         f"{name} fold {k}")
+        scale = TargetScale(task)
+        if task == "regression":
+            scale.on, scale.mean, scale.std = True, np.array(result["target_mean"]), np.array(result["target_std"])
+        out.append(scale.back(logits))
+        if on_fold:
+            on_fold(time.time() - started)
+    return out
+
+
+def combine(recipe, test_probs):
+    """The ensemble's test prediction from each experiment's fold-averaged prediction, then its decision rules."""
+    if recipe["weights"] is not None:
+        prob = blend(test_probs, recipe["weights"])
+    else:
+        prob = Stacker.from_state(recipe["stacker"]).predict(test_probs)
+    return prob, Rules.from_state(recipe["rules"])
+
+
+def experiment_probabilities(recipe, fold_predictions):
+    return [fold_mean_probabilities(recipe["task"], logits, recipe["average"]) for logits in fold_predictions]

@@ -1,0 +1,78 @@
+"""`python src/predict.py`: the last ensemble applied to any test file from the saved fold weights, no retraining."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import write_competition
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ("name: tiny\nbackbone: splade-tiny\nmax_len: auto\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
+          "head_lr: 3.0e-3\nepochs: 2\nbatch_size: 16\nn_folds: 2\nseed: 0\namp: none\n")
+
+
+def run(script, cwd, *args):
+    return subprocess.run([sys.executable, str(ROOT / "src" / script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def ensembled(tmp_path_factory):
+    work = tmp_path_factory.mktemp("predict")
+    write_competition(work / "input", n_train=120, n_test=30, seed=7)
+    (work / "configs").mkdir()
+    (work / "configs" / "tiny.yaml").write_text(CONFIG)
+    (work / "configs" / "tiny2.yaml").write_text(CONFIG.replace("name: tiny", "name: tiny2").replace("pooling: mean", "pooling: cls"))
+    for script, args in (("train.py", ["configs/tiny.yaml"]), ("train.py", ["configs/tiny2.yaml"]),
+                         ("baseline.py", ["--set", "n_folds=2"]), ("ensemble.py", ["--methods", "stacking"])):
+        proc = run(script, work, *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
+def test_predicting_the_test_file_reproduces_the_training_time_predictions(ensembled):
+    work = ensembled
+    proc = run("predict.py", work, "--test", "input/test.csv", "--out", "submissions/again.csv", "--logits", "out")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "folds predicted, about" in proc.stdout and "rows/s" in proc.stdout
+    assert (work / "submissions/again.csv").read_text() == (work / "submissions/submission.csv").read_text()
+    trained = pd.read_csv(work / "models/tiny/test.csv", dtype={"id": str})
+    for k in (0, 1):
+        expected = trained[trained["fold"] == k].drop(columns=["id", "fold"]).to_numpy()
+        assert np.abs(np.load(work / f"out/tiny/fold{k}.npy") - expected).max() < 1e-4
+    recipe = json.loads((work / "submissions/ensemble.json").read_text())["recipe"]
+    assert recipe["method"] == "stacking" and recipe["stacker"] is not None
+
+
+def test_any_test_file_in_any_order(ensembled):
+    work = ensembled
+    test = pd.read_csv(work / "input/test.csv", dtype=str)
+    part = test.sample(frac=0.5, random_state=1)
+    part.to_csv(work / "part.csv", index=False)
+    proc = run("predict.py", work, "--test", "part.csv", "--out", "part_sub.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sub = pd.read_csv(work / "part_sub.csv", dtype=str).set_index("id")
+    full = pd.read_csv(work / "submissions/submission.csv", dtype=str).set_index("id")
+    assert list(sub.index) == list(part["id"])
+    assert (sub["label"] == full.loc[sub.index, "label"]).all()
+
+
+def test_bad_test_files_and_missing_folds_are_refused(ensembled, tmp_path):
+    work = ensembled
+    pd.read_csv(work / "input/test.csv", dtype=str).drop(columns=["body"]).to_csv(tmp_path / "nobody.csv", index=False)
+    proc = run("predict.py", work, "--test", str(tmp_path / "nobody.csv"))
+    assert proc.returncode == 2 and "no column 'body'" in proc.stderr
+    test = pd.read_csv(work / "input/test.csv", dtype=str)
+    pd.concat([test, test.head(2)]).to_csv(tmp_path / "dup.csv", index=False)
+    proc = run("predict.py", work, "--test", str(tmp_path / "dup.csv"))
+    assert proc.returncode == 2 and "2 duplicate ids" in proc.stderr
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    (copy / "models/tiny2/fold1/model.pt").unlink()
+    proc = run("predict.py", copy, "--test", "input/test.csv")
+    assert proc.returncode == 2 and "fold(s) [1] have no saved weights" in proc.stderr
