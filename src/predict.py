@@ -48,6 +48,12 @@ def baseline_logits(models_dir, comp, input_dir, texts):
             for k in range(cfg["n_folds"])]
 
 
+def submission_sep(comp, input_dir):
+    """The sample submission's separator: as set in the data YAML, else sniffed from the file."""
+    sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
+    return comp.settings["sample_sep"] or sniff_sep(sample_path, comp.settings["encoding"])
+
+
 class TimeLeft:
     """Prints an estimate of the time left after each fold, from the mean time per fold so far."""
 
@@ -58,6 +64,56 @@ class TimeLeft:
         self.done, self.spent = self.done + 1, self.spent + seconds
         left = (self.total - self.done) * self.spent / self.done
         print(f"  {self.done}/{self.total} folds predicted, about {left:.0f}s left", flush=True)
+
+
+def predict_file(recipe, comp, test_path, models_dir, out, base=None, input_dir=None, logits_dir=None):
+    """Runs every experiment of the recipe on `test_path` and writes the blended submission to `out`."""
+    if [str(c) for c in comp.classes] != recipe["classes"] or comp.task != recipe["task"]:
+        raise UserError(f"the recipe was made for a {recipe['task']} task with labels {recipe['classes'][:6]}, but the "
+                        f"competition is a {comp.task} task with labels {[str(c) for c in comp.classes][:6]}")
+    test, texts = read_test(test_path, comp)
+    print(f"predict {test_path}: {len(test)} rows with {', '.join(recipe['experiments'])} "
+          f"({recipe['method']}, {recipe['kind']})")
+    started = time.time()
+    files = {n: experiment_files(models_dir, n, len(comp.classes)) for n in recipe["experiments"]}
+    timer = TimeLeft(sum(len(r) for n, (_, r) in files.items() if n != BASELINE))
+    predictions = []
+    for name, (cfg, results) in files.items():
+        logits = (baseline_logits(models_dir, comp, input_dir, texts) if name == BASELINE else
+                  fold_logits(models_dir, name, cfg, results, texts, len(comp.classes), comp.task, on_fold=timer,
+                              base=base))
+        predictions.append(logits)
+        if logits_dir:
+            for k, fold in enumerate(logits):
+                path = Path(logits_dir) / name / f"fold{k}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, fold)
+    prob, rules = combine(recipe, experiment_probabilities(recipe, predictions))
+    view = with_test(comp, test, texts)
+    frame = submission_frame(view, prob, recipe["kind"], rules, recipe["metric"])
+    sep, encoding = comp.settings["sample_sep"] or ",", comp.settings["encoding"]
+
+    def write(path):
+        frame.to_csv(path, index=False, sep=sep, encoding=encoding)
+        check_submission(path, view, sep, encoding)
+
+    atomic_write(Path(out), write)
+    seconds = time.time() - started
+    print(f"wrote {out}: {len(frame)} rows in {seconds:.0f}s ({len(frame) / max(seconds, 1e-9):.1f} rows/s)")
+
+
+def bundle_main(root):
+    """The entry point of a bundle (see bundle.py): its own recipe, models and competition format."""
+    from bundle import competition_from_format, open_bundle
+    parser = argparse.ArgumentParser(description="Predict a test file with this inference bundle.")
+    parser.add_argument("--test", required=True, help="CSV with the id and text columns")
+    parser.add_argument("--out", default="submission.csv")
+    args = parser.parse_args()
+
+    def run():
+        _, recipe, fmt = open_bundle(root)
+        predict_file(recipe, competition_from_format(fmt), args.test, Path(root) / "models", args.out, base=root)
+    run_cli(run)
 
 
 def main():
@@ -72,40 +128,9 @@ def main():
     args = parser.parse_args()
     recipe = read_recipe(args.recipe)
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
-    if [str(c) for c in comp.classes] != recipe["classes"] or comp.task != recipe["task"]:
-        raise UserError(f"{args.recipe} was made for a {recipe['task']} task with labels {recipe['classes'][:6]}, "
-                        f"but {args.input_dir} holds a {comp.task} task with {[str(c) for c in comp.classes][:6]}")
-    test, texts = read_test(args.test, comp)
-    print(f"predict {args.test}: {len(test)} rows with {', '.join(recipe['experiments'])} "
-          f"({recipe['method']}, {recipe['kind']})")
-    started = time.time()
-    files = {n: experiment_files(args.models_dir, n, len(comp.classes)) for n in recipe["experiments"]}
-    timer = TimeLeft(sum(len(r) for n, (_, r) in files.items() if n != BASELINE))
-    predictions = []
-    for name, (cfg, results) in files.items():
-        logits = (baseline_logits(args.models_dir, comp, args.input_dir, texts) if name == BASELINE else
-                  fold_logits(args.models_dir, name, cfg, results, texts, len(comp.classes), comp.task, on_fold=timer))
-        predictions.append(logits)
-        if args.logits:
-            for k, fold in enumerate(logits):
-                path = Path(args.logits) / name / f"fold{k}.npy"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, fold)
-    prob, rules = combine(recipe, experiment_probabilities(recipe, predictions))
-    view = with_test(comp, test, texts)
-    frame = submission_frame(view, prob, recipe["kind"], rules, recipe["metric"])
-    out = Path(args.out or f"submissions/predicted-{Path(args.test).stem}.csv")
-    sample_path = find_sample_submission(args.input_dir, comp.settings["sample_submission"])
-    sep = comp.settings["sample_sep"] or sniff_sep(sample_path, comp.settings["encoding"])
-
-    def write(path):
-        frame.to_csv(path, index=False, sep=sep, encoding=comp.settings["encoding"])
-        check_submission(path, view, sep, comp.settings["encoding"])
-
-    atomic_write(out, write)
-    seconds = time.time() - started
-    print(f"wrote {out}: {len(frame)} rows in {seconds:.0f}s ({len(frame) / max(seconds, 1e-9):.1f} rows/s)")
-
+    comp.settings["sample_sep"] = submission_sep(comp, args.input_dir)
+    out = args.out or f"submissions/predicted-{Path(args.test).stem}.csv"
+    predict_file(recipe, comp, args.test, args.models_dir, out, input_dir=args.input_dir, logits_dir=args.logits)
 
 if __name__ == "__main__":
     run_cli(main)

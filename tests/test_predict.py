@@ -76,3 +76,79 @@ def test_bad_test_files_and_missing_folds_are_refused(ensembled, tmp_path):
     (copy / "models/tiny2/fold1/model.pt").unlink()
     proc = run("predict.py", copy, "--test", "input/test.csv")
     assert proc.returncode == 2 and "fold(s) [1] have no saved weights" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bundled(ensembled, tmp_path_factory):
+    """The ensemble rebuilt without the TF-IDF baseline, packaged in fp32 and fp16, then moved away from the repo
+    layout: models/ removed, bundles copied to a new folder."""
+    work = tmp_path_factory.mktemp("bundled")
+    shutil.copytree(ensembled, work, dirs_exist_ok=True)
+    proc = run("package.py", work)
+    assert proc.returncode == 2 and "--no-baseline" in proc.stderr  # a bundle cannot carry the TF-IDF baseline
+    for script, args in (("ensemble.py", ["--no-baseline", "--methods", "stacking"]), ("package.py", []),
+                         ("package.py", ["--fp16", "--name", "half"])):
+        proc = run(script, work, *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    away = tmp_path_factory.mktemp("elsewhere")
+    for name in ("bundle", "half"):
+        shutil.copytree(work / "dist" / name, away / name)
+    shutil.copy(work / "input/test.csv", away / "test.csv")
+    shutil.copy(work / "submissions/submission.csv", away / "expected.csv")
+    shutil.rmtree(work / "models")
+    return away
+
+
+def bundle_predict(away, name, out):
+    return subprocess.run([sys.executable, str(away / name / "predict.py"), "--test", "test.csv", "--out", out],
+                          cwd=away, capture_output=True, text=True, timeout=600)
+
+
+def test_a_moved_bundle_predicts_the_same_submission(bundled):
+    proc = bundle_predict(bundled, "bundle", "sub.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (bundled / "sub.csv").read_text() == (bundled / "expected.csv").read_text()
+    manifest = json.loads((bundled / "bundle/manifest.json").read_text())
+    assert manifest["folds"] == 4 and manifest["precision"] == "fp32"
+    assert not any(f.endswith(".safetensors") for f in manifest["files"])  # weights come with the folds only
+    assert str(ROOT) not in (bundled / "bundle/models/tiny/config.yaml").read_text()  # nothing points back home
+
+
+def test_a_fp16_bundle_is_half_the_size_and_agrees(bundled):
+    proc = bundle_predict(bundled, "half", "half.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    size = lambda name: sum(p.stat().st_size for p in (bundled / name / "models").rglob("model.pt"))
+    assert size("half") < 0.55 * size("bundle")
+    labels = pd.read_csv(bundled / "half.csv")["label"]
+    expected = pd.read_csv(bundled / "expected.csv")["label"]
+    assert (labels == expected).mean() >= 0.95  # fp16 weights: the same labels but for near-ties
+
+
+def test_a_bundle_with_a_missing_fold_or_another_version_is_refused(bundled, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(bundled / "bundle", broken)
+    (broken / "models/tiny/fold0/model.pt").unlink()
+    shutil.copy(bundled / "test.csv", tmp_path / "test.csv")
+    proc = bundle_predict(tmp_path, "broken", "x.csv")
+    assert proc.returncode == 2 and "fold(s) [0] have no saved weights" in proc.stderr
+    old = tmp_path / "old"
+    shutil.copytree(bundled / "bundle", old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "bundle_version": 0}))
+    proc = bundle_predict(tmp_path, "old", "x.csv")
+    assert proc.returncode == 2 and "bundle version 0" in proc.stderr
+
+
+def test_a_bundle_whose_labels_differ_from_its_models_is_refused(bundled, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(bundled / "bundle", other)
+    for name in ("competition.json", "recipe.json"):
+        data = json.loads((other / name).read_text())
+        (other / name).write_text(json.dumps({**data, "classes": data["classes"][:2]}))
+    shutil.copy(bundled / "test.csv", tmp_path / "test.csv")
+    proc = bundle_predict(tmp_path, "other", "x.csv")
+    assert proc.returncode == 2 and "predicts 3 labels, the recipe 2" in proc.stderr
+    data = json.loads((other / "recipe.json").read_text())
+    (other / "recipe.json").write_text(json.dumps({**data, "classes": ["a", "b", "c"]}))
+    proc = bundle_predict(tmp_path, "other", "x.csv")
+    assert proc.returncode == 2 and "the recipe was made for" in proc.stderr
