@@ -177,6 +177,8 @@ def main():
     parser.add_argument("--grids", default=str(GRIDS), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "docs" / "ablations"), help="folder for the table")
     parser.add_argument("--doc", default=str(DOC), help="document whose table markers are filled")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: write the table of what is finished (the rest shows as not run)")
     args = parser.parse_args()
 
     from data import load_competition
@@ -205,7 +207,7 @@ def main():
     summaries = {}
     for r in rows:
         exp = ExperimentDir(models_dir, r)
-        if fold_summary(exp, folds, keys) is None:
+        if fold_summary(exp, folds, keys) is None and not args.table_only:
             print(f"\n== {args.grid} / {r}: {grid['rows'][r] or '(base)'}", flush=True)
             started = time.time()
             write_text(exp.root / "ablate_machine.txt", machine())
@@ -213,9 +215,9 @@ def main():
             print(f"== {r} took {time.time() - started:.0f}s", flush=True)
         summaries[r] = fold_summary(exp, folds, keys)
     summaries[REFERENCE] = tfidf_reference(first, folds, keys)
-    machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows})
+    machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows if summaries[r]})
     header += f" Trained on {' and '.join(machines)}."
-    command = "python bench/ablate.py " + shlex.join(sys.argv[1:])
+    command = "python bench/ablate.py " + shlex.join(a for a in sys.argv[1:] if a != "--table-only")
     text = table(grid, rows, summaries, keys, command, header)
     key = f"{data_name}-{args.backbone}-{args.grid}"
     in_doc = publish(key, text, args.out, args.doc)

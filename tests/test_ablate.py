@@ -30,6 +30,8 @@ def test_grid_runs_resumes_and_fills_the_document(tmp_path):
     (tmp_path / "comp" / "solution.csv").write_text("id,label\n")  # answers never reach the experiments
     (tmp_path / "grids.yaml").write_text(GRID)
     (tmp_path / "doc.md").write_text("intro\n<!-- table comp-splade-tiny-tiny -->\nstale table\n<!-- end table -->\nend\n")
+    nothing = ablate(tmp_path, "--table-only")
+    assert "== tiny" not in nothing and nothing.count("| not run | not run |") == 2
     first = ablate(tmp_path, "--rows", "cls", "--folds", "0")
     assert "== tiny / cls" in first and "== tiny / mean" not in first
     assert not (tmp_path / "runs" / "comp" / "input" / "solution.csv").exists()
