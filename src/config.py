@@ -34,6 +34,7 @@ DEFAULTS = {
     "grad_accum": 1,
     "gradient_checkpointing": False,  # recompute block activations in backward: less memory, about 1/3 slower
     "max_grad_norm": 1.0,
+    "checkpoint_every": 0,         # N: save the fold's full training state every N optimizer steps; a killed run resumes there
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
     "loss": "auto",                # auto (cross-entropy; MSE for regression) | mse | huber | l1 (regression only)
     "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc | mcrmse | rmse | pearson | qwk

@@ -200,7 +200,7 @@ def targets_for(task, y, idx, device):
 class FoldTrainer:
     """Fine-tunes one model on one fold; keeps the best checkpoint by the selection metric."""
 
-    def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None):
+    def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None, checkpoint_path=None):
         self.cfg, self.model, self.task, self.metric = cfg, model, task, metric
         self.device = device or pick_device()
         self.dtype = amp_dtype(self.device, cfg["amp"])
@@ -208,6 +208,8 @@ class FoldTrainer:
         self.collate = Collator(pad_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"], cfg["max_len"])
         self.log = log or (lambda record: None)
         self.on_eval = on_eval  # called with (step, score): tune.py reports to Optuna and may prune
+        self.checkpoint_every = cfg.get("checkpoint_every", 0)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
         self.target_scale = TargetScale(task)
         self.model.to(self.device)
@@ -254,13 +256,20 @@ class FoldTrainer:
         scheduler = build_scheduler(optimizer, cfg, total)
         scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
         loss_fn = loss_function(self.task, cfg.get("loss", "auto"))
-        step, evaluated_at = 0, -1
+        parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "ema": self.ema}
+        pos = self.resume(parts, rng, total) or {"epoch": 0, "batch": 0, "step": 0, "evaluated_at": -1,
+                                                 "running": 0.0, "seen": 0}
+        step, evaluated_at = pos["step"], pos["evaluated_at"]
         model.train()
-        for epoch in range(cfg["epochs"]):
+        for epoch in range(pos["epoch"], cfg["epochs"]):
+            epoch_rng = rng.bit_generator.state
             batches = bucketed_batches(lengths, cfg["batch_size"], rng)
-            bar = progress(batches, desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch", leave=False)
-            running, seen, start = 0.0, 0, time.time()
-            for i, idx in enumerate(bar):
+            skip = pos["batch"] if epoch == pos["epoch"] else 0
+            bar = progress(batches[skip:], desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch", leave=False,
+                           initial=skip, total=len(batches))
+            running, seen = (pos["running"], pos["seen"]) if skip else (0.0, 0)
+            start = time.time()
+            for i, idx in enumerate(bar, start=skip):
                 batch = to_device(self.collate([train_rows[j] for j in idx]), device)
                 targets = targets_for(self.task, train_y, idx, device)
                 loss = self.backward(batch, targets, loss_fn, scaler)
@@ -281,6 +290,10 @@ class FoldTrainer:
                     if cfg["eval_every"] and step % cfg["eval_every"] == 0:
                         self.evaluate(valid_rows, valid_y, epoch + 1, step, running / seen)
                         evaluated_at = step
+                    if self.checkpoint_every and step % self.checkpoint_every == 0 and step < total:
+                        self.save_checkpoint(parts, total, {"epoch": epoch, "batch": i + 1, "step": step,
+                                                            "evaluated_at": evaluated_at, "running": running,
+                                                            "seen": seen, "epoch_rng": epoch_rng})
             if not cfg["eval_every"] or (epoch + 1 == cfg["epochs"] and evaluated_at != step):
                 scores = self.evaluate(valid_rows, valid_y, epoch + 1, step, running / seen)
                 evaluated_at = step
@@ -289,6 +302,42 @@ class FoldTrainer:
                       + f" ({time.time() - start:.0f}s)")
         model.load_state_dict(self.best_state)
         return self.best_scores
+
+    def save_checkpoint(self, parts, total, position):
+        """Everything the fold needs to go on from this optimizer step, written atomically (see resume)."""
+        state = {name: part.state_dict() for name, part in parts.items() if part is not None}
+        state.update(position=position, total=total, torch_rng=torch.get_rng_state(),
+                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                     best={"score": self.best_score, "scores": self.best_scores, "state": self.best_state,
+                           "valid_logits": None if self.best_valid_logits is None
+                           else torch.from_numpy(self.best_valid_logits)})
+        from artifacts import atomic_write
+        atomic_write(self.checkpoint_path, lambda p: torch.save(state, p))
+
+    def resume(self, parts, rng, total):
+        """Loads the last checkpoint of this fold, if any: weights, optimizer, schedule, scaler, EMA, RNG states and
+        the position in the epoch (its batches are drawn again from the epoch's saved generator state). Returns the
+        position, or None to start from the beginning."""
+        path = self.checkpoint_path
+        if not (self.checkpoint_every and path and path.exists()):
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["total"] != total:
+            print(f"  {path} was saved for another run ({state['total']} steps, now {total}); starting the fold over")
+            return None
+        for name, part in parts.items():
+            if part is not None:
+                part.load_state_dict(state[name])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        best = state["best"]
+        self.best_score, self.best_scores, self.best_state = best["score"], best["scores"], best["state"]
+        self.best_valid_logits = None if best["valid_logits"] is None else best["valid_logits"].numpy()
+        position = state["position"]
+        rng.bit_generator.state = position.pop("epoch_rng")
+        print(f"  resuming from {path}: epoch {position['epoch'] + 1}, step {position['step']} of {total}")
+        return position
 
     def predict(self, rows, desc="predict test"):
         return self.target_scale.back(predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device,

@@ -138,7 +138,8 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
         seed_everything(cfg["seed"] + k)
         model = build_model(cfg, start_from, len(comp.classes))
         log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
-        trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval)
+        trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval,
+                              checkpoint_path=exp.fold(k) / "resume.pt")
         try:
             train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows,
                                                      pseudo, comp)
@@ -157,6 +158,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
                   "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
                   "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
         exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
+        (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed
         print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
     if diverged:
         raise UserError(f"{exp.root}: fold(s) {sorted(diverged)} diverged (NaN loss): {next(iter(diverged.values()))}; "

@@ -1,5 +1,6 @@
 """Nothing lost, nothing silently wrong: SIGKILL + resume, determinism, the folder lock, divergence, Ctrl-C."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -167,3 +168,20 @@ def test_auto_max_len_is_printed_and_kept_by_resumed_folds(tmp_path, monkeypatch
     experiment.run_experiment(load_config("configs/tiny.yaml"), [1], verbose=False)
     fold1 = json.loads((work / "models/tiny/fold1/result.json").read_text())
     assert fold1["max_len"] == 64
+
+
+def test_a_fold_killed_after_a_checkpoint_resumes_to_identical_logits(tmp_path):
+    """checkpoint_every: SIGKILL once fold 0 has saved its mid-fold state, rerun: the OOF logits are bit-identical
+    to an uninterrupted run's, and the rerun went on from the checkpoint instead of starting fold 0 over."""
+    config = CONFIG.replace("epochs: 3", "epochs: 3\ncheckpoint_every: 4\nema_decay: 0.9")
+    whole, broken = make_work(tmp_path, "whole"), make_work(tmp_path, "broken")
+    for work in (whole, broken):
+        (work / "configs" / "tiny.yaml").write_text(config)
+    assert run(whole).returncode == 0
+    assert not (whole / "models/tiny/fold0/resume.pt").exists()  # removed once the fold is complete
+    killed = kill_when(broken, lambda w: (w / "models/tiny/fold0/resume.pt").exists())
+    assert killed and not (broken / "models/tiny/fold0/result.json").exists()
+    rerun = run(broken)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert re.search(r"resuming from .*resume.pt: epoch \d, step (4|8|12|16) of \d+", rerun.stdout), rerun.stdout
+    assert np.array_equal(oof_logits(broken), oof_logits(whole))
