@@ -19,9 +19,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def test_truth(comp, solution_path):
-    """The solution's answers in test.csv order: class indices (single-label) or a 0/1 matrix (multi-label)."""
+    """The solution's answers in test.csv order: class indices (single-label), a 0/1 matrix (multi-label) or the
+    target values (regression)."""
     sol = pd.read_csv(solution_path, dtype=str, keep_default_na=False).set_index(comp.id_column).loc[comp.test_ids]
     classes = [str(c) for c in comp.classes]
+    if comp.task == "regression":
+        return sol[classes].astype(float).to_numpy()
     if comp.task == "single":
         return np.array([classes.index(v) for v in sol[sol.columns[0]]])
     if comp.label_delimiter:
@@ -56,7 +59,7 @@ def main():
           f"candidates {', '.join(e['name'] for e in exps)}" + (f"; skipped {list(skipped)}" if skipped else ""))
     print(f"{'method':>12} {'rules':>8} " + " ".join(f"{'oof_' + k:>12} {'test_' + k:>12}" for k in keys)
           + f" {'oof_prob':>9} {'test_prob':>9}")
-    prob_key = "log_loss" if task == "single" else "roc_auc"
+    prob_key = {"single": "log_loss", "multi": "roc_auc", "regression": "pearson"}[task]
     for name, r in results.items():
         rules = fit_rules(task, y, r["held_out"], metric)
         default = default_rules(task, r["held_out"].shape[1])
