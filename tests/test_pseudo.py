@@ -35,7 +35,7 @@ class RecordingTrainer:
     """Stands in for FoldTrainer: records which rows each fold trained and validated on."""
     calls = []
 
-    def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None):
+    def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None, checkpoint_path=None):
         self.n = len(load_competition_classes)
         self.target_scale = TargetScale(task)
 
