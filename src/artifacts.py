@@ -2,6 +2,8 @@
 import fcntl
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,32 +57,50 @@ def read_json(path):
 
 class FolderLock:
     """An exclusive lock on a models folder (flock: released by the OS even on SIGKILL). A second run on the
-    same experiment is refused instead of interleaving writes with the first."""
+    same folder waits up to `wait_s` seconds, then is refused instead of interleaving writes with the first."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, wait_s=0.0):
         self.path = Path(folder) / ".lock"
-        self.handle = None
+        self.wait_s, self.handle = wait_s, None
+
+    def acquire(self):
+        """True once held; False where another process still holds it after `wait_s`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        deadline = time.time() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() >= deadline:
+                    return False
+                time.sleep(0.2)
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.handle.flush()
+        return True
+
+    def owner(self):
+        self.handle.seek(0)
+        return self.handle.read().strip() or "another process"
+
+    def release(self):
+        if self.handle and not self.handle.closed:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
 
     def __enter__(self):
         from config import UserError
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.seek(0)
-            owner = self.handle.read().strip() or "another process"
+        if not self.acquire():
+            owner = self.owner()
             self.handle.close()
             raise UserError(f"{self.path.parent} is in use by {owner}; wait for it to finish or stop it first")
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"pid {os.getpid()}")
-        self.handle.flush()
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+        self.release()
 
 
 class ExperimentDir:

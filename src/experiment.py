@@ -1,5 +1,6 @@
 """One experiment = one config run over every fold: tokenise once, train each fold, assemble OOF/test logits."""
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -104,17 +105,29 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=T
         raise UserError(f"loss '{cfg['loss']}' is for regression targets; this is a {comp.task}-label task: "
                         f"remove `loss` (cross-entropy is used)")
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
-    with FolderLock(exp.root):
-        return train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep_going)
+    with FolderLock(exp.root, SHARED_WAIT_S):  # brief: settings checked and written; folds lock one by one
+        backbone_path, _ = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
+        check_max_len(cfg, backbone_path)
+        check_same_settings(exp, cfg)
+        write_yaml(exp.root / "config.yaml", cfg)
+    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going)
+    with FolderLock(exp.root, SHARED_WAIT_S):
+        if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
+            return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
+    print(f"{cfg['name']}: folds {[k for k in range(cfg['n_folds']) if exp.fold_done(k)]} of {cfg['n_folds']} done; "
+          f"the CV is written when all are")
+    return None
 
 
-def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep_going):
-    backbone_path, start_from = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
-    check_max_len(cfg, backbone_path)
+SHARED_WAIT_S = 10.0  # how long a run waits for another one checking settings or assembling the same experiment
+
+
+def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
+    """Trains the unfinished folds of `fold_list`, each under its own lock: a fold another process (or machine,
+    on a shared models folder) is training is skipped here. Returns the path the models started from."""
     fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
     todo = [k for k in fold_list if not exp.fold_done(k)]
-    check_same_settings(exp, cfg)
-    write_yaml(exp.root / "config.yaml", cfg)
+    start_from = init_checkpoint(cfg, comp, build=False)[1]
     pseudo = None
     if todo:
         backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
@@ -129,45 +142,65 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, verbose, keep
               f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}" + (f"; tricks: {describe_tricks(cfg)}" if describe_tricks(cfg) else ""))
+        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
     diverged = {}
     for k in todo:
-        started = time.time()
-        train_idx = subsample(np.flatnonzero(folds != k), comp.y, cfg["max_train_rows"], cfg["seed"])
-        valid_idx = np.flatnonzero(folds == k)
-        print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
-        seed_everything(cfg["seed"] + k)
-        model = build_model(cfg, start_from, len(comp.classes))
-        log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
-        trainer = FoldTrainer(cfg, model, comp.task, metric, tokenizer.pad_token_id, device, log, on_eval,
-                              checkpoint_path=exp.fold(k) / "resume.pt")
+        lock = FolderLock(exp.fold(k))
+        if not lock.acquire():
+            print(f"fold {k}: skipped, {lock.owner()} is training it")
+            lock.release()
+            continue
         try:
-            train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows,
-                                                     pseudo, comp)
-            best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
+            if not exp.fold_done(k):  # finished by another process since the list was made
+                train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval)
         except TrainingDiverged as e:
             if not keep_going:
                 raise
             diverged[k] = str(e)
-            log({"diverged": str(e)})
+            exp.log({"fold": k, "diverged": str(e)})
             print(f"fold {k}: diverged ({e}); nothing saved for it, the other folds go on")
-            continue
-        test_logits = trainer.predict(test_rows)
-        save_weights(exp.fold(k) / "model.pt", trainer.best_state)
-        result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
-                  "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
-                  "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
-                  "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
-        exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
-        (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed
-        print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
+        finally:
+            lock.release()
     if diverged:
         raise UserError(f"{exp.root}: fold(s) {sorted(diverged)} diverged (NaN loss): {next(iter(diverged.values()))}; "
                         f"finished folds are kept, rerun with a lower lr to train the missing ones")
-    if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
-        return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
-    print(f"{cfg['name']}: folds {[k for k in range(cfg['n_folds']) if exp.fold_done(k)]} of {cfg['n_folds']} done; "
-          f"the CV is written when all are")
-    return None
+    return start_from
+
+
+@dataclass
+class FoldInputs:
+    """What every fold of a run shares: model inputs of train and test rows, pseudo-labels, where to start from."""
+    rows: list
+    test_rows: list
+    pseudo: object
+    pad_id: int
+    device: object
+    start_from: str
+
+
+def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
+    """One fold: train, keep the best checkpoint, predict the test rows, save everything (result.json last)."""
+    rows, test_rows, pseudo, start_from = inputs.rows, inputs.test_rows, inputs.pseudo, inputs.start_from
+    started = time.time()
+    train_idx = subsample(np.flatnonzero(folds != k), comp.y, cfg["max_train_rows"], cfg["seed"])
+    valid_idx = np.flatnonzero(folds == k)
+    print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
+    seed_everything(cfg["seed"] + k)
+    model = build_model(cfg, start_from, len(comp.classes))
+    log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
+    trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
+                          checkpoint_path=exp.fold(k) / "resume.pt")
+    train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows, pseudo, comp)
+    best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
+    test_logits = trainer.predict(test_rows)
+    save_weights(exp.fold(k) / "model.pt", trainer.best_state)
+    result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
+              "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
+              "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
+              "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
+    exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
+    (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed
+    print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
 
 
 def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):

@@ -1,5 +1,6 @@
 """Nothing lost, nothing silently wrong: SIGKILL + resume, determinism, the folder lock, divergence, Ctrl-C."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -185,3 +186,31 @@ def test_a_fold_killed_after_a_checkpoint_resumes_to_identical_logits(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert re.search(r"resuming from .*resume.pt: epoch \d, step (4|8|12|16) of \d+", rerun.stdout), rerun.stdout
     assert np.array_equal(oof_logits(broken), oof_logits(whole))
+
+
+def ensemble_submission(work):
+    proc = subprocess.run([sys.executable, str(ROOT / "src" / "ensemble.py")], cwd=work, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return (work / "submissions/submission.csv").read_text()
+
+
+def test_folds_spread_over_processes_give_the_same_submission(tmp_path):
+    """Two processes (machines, on a shared models folder) training different folds of one experiment, then the
+    ensemble, give what one process training every fold gives; a fold another process holds is skipped."""
+    alone, spread = make_work(tmp_path, "alone"), make_work(tmp_path, "spread")
+    assert run(alone).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(train_cmd("--folds", str(k)), cwd=spread, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for k in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert (spread / "models/tiny/metrics.json").exists()  # whichever finished last assembled the CV
+    assert np.array_equal(oof_logits(spread), oof_logits(alone))
+    assert ensemble_submission(spread) == ensemble_submission(alone)
+    held = make_work(tmp_path, "held")
+    with FolderLock(held / "models/tiny/fold0"):
+        proc = run(held, "--folds", "0,1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"fold 0: skipped, pid \d+ on \S+ is training it", proc.stdout)
+    assert not (held / "models/tiny/fold0/result.json").exists() and (held / "models/tiny/fold1/result.json").exists()
