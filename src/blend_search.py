@@ -2,8 +2,9 @@
 
 Methods: the best single model, equal weights, non-negative weights fitted on the OOF loss (SLSQP), greedy forward
 selection with replacement (Caruana et al. 2004) and stacking (a logistic-regression meta-model on the models'
-log-probabilities). Every method is fitted twice: on all OOF rows, which gives the test prediction, and once per
-fold on the other folds' rows, scored on that fold's rows ("fold-held-out" OOF). Methods are compared on the
+log-probabilities; ridge regression on their predictions for regression targets). Every method is fitted twice: on
+all OOF rows, which gives the test prediction, and once per fold on the other folds' rows, scored on that fold's
+rows ("fold-held-out" OOF). Methods are compared on the
 held-out score alone, so one with more freedom to fit the OOF rows gets no free points from them.
 """
 import numpy as np

@@ -28,9 +28,10 @@ def tuned_text(best_params):
     return ", ".join(f"{k}={v}" for k, v in best_params.items()) if best_params else "-"
 
 
-def describe(method, weights):
+def describe(method, weights, task=None):
     if weights is None:
-        return "logistic-regression meta-model" if method == "stacking" else method
+        meta = "ridge-regression" if task == "regression" else "logistic-regression"
+        return f"{meta} meta-model" if method == "stacking" else method
     return ", ".join(f"{n} {w:.3f}" for n, w in weights.items())
 
 
@@ -38,7 +39,7 @@ def method_table(summary):
     metric = summary["metric"]
     lines = [f"| method | combination | OOF {metric} in-sample | OOF {metric} fold-held-out | |", "|---|---|---:|---:|---|"]
     for m, r in summary["methods"].items():
-        lines.append(f"| {m} | {describe(m, r['weights'])} | {r['oof_scores'][metric]:.4f} "
+        lines.append(f"| {m} | {describe(m, r['weights'], summary.get('task'))} | {r['oof_scores'][metric]:.4f} "
                      f"| {r['held_out_scores'][metric]:.4f} | {'**submitted**' if m == summary['method'] else ''} |")
     return lines
 

@@ -197,7 +197,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     write_csv(out / "ensemble_test.csv", test_frame)  # what pseudo_label reads
 
     summary = {
-        "submission": str(latest), "submission_copy": str(stamped), "experiments": names, "method": chosen,
+        "submission": str(latest), "submission_copy": str(stamped), "task": task, "experiments": names, "method": chosen,
         "weights": weights_dict(names, best["weights"]), "average": average, "metric": metric,
         "cv": best["held_out_scores"][metric], "ensemble": best["held_out_scores"],
         "methods": {m: {"weights": weights_dict(names, r["weights"]), "oof_scores": r["scores"],
@@ -282,7 +282,7 @@ def pick_sentence(summary):
     held = {m: r["held_out_scores"][metric] for m, r in methods.items()}
     runner_up = max((m for m in methods if m != chosen), key=lambda m: sign * held[m], default=None)
     versus = f", the best of {len(methods)} methods (next: {runner_up}, {held[runner_up]:.4f})" if runner_up else ""
-    return (f"Pick {summary['submission']}: {chosen} ({describe(chosen, methods[chosen]['weights'])}) scored "
+    return (f"Pick {summary['submission']}: {chosen} ({describe(chosen, methods[chosen]['weights'], summary.get('task'))}) scored "
             f"{metric} {held[chosen]:.4f} on folds it was not fitted on{versus}.")
 
 
