@@ -55,7 +55,8 @@ def main():
     test = [fold_mean_probabilities(task, e["test"], "prob") for e in exps]
     results, chosen = search(task, y, folds, oof, test, metric)
     keys = list(decision_scores(task, y, default_rules(task, oof[0].shape[1]).apply(oof[0])))
-    print(f"data {args.data}: {task if task == 'regression' else task + '-label'}, {len(y)} train / {len(truth)} test rows, metric {metric}, "
+    kind = task if task == "regression" else f"{task}-label"
+    print(f"data {args.data}: {kind}, {len(y)} train / {len(truth)} test rows, metric {metric}, "
           f"candidates {', '.join(e['name'] for e in exps)}" + (f"; skipped {list(skipped)}" if skipped else ""))
     print(f"{'method':>12} {'rules':>8} " + " ".join(f"{'oof_' + k:>12} {'test_' + k:>12}" for k in keys)
           + f" {'oof_prob':>9} {'test_prob':>9}")
