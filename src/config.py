@@ -34,10 +34,11 @@ DEFAULTS = {
     "grad_accum": 1,
     "gradient_checkpointing": False,  # recompute block activations in backward: less memory, about 1/3 slower
     "max_grad_norm": 1.0,
-    "checkpoint_every": 0,         # N: save the fold's full training state every N optimizer steps; a killed run resumes there
+    "checkpoint_every": 0,         # N: save the fold's training state every N steps; a killed run resumes there
     "eval_every": 0,               # 0: evaluate at the end of every epoch; N: every N optimizer steps
     "loss": "auto",                # auto (cross-entropy; MSE for regression) | mse | huber | l1 (regression only)
-    "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc | mcrmse | rmse | pearson | qwk
+    "metric": "auto",              # auto | accuracy | macro_f1 | log_loss | micro_f1 | roc_auc | mcrmse | rmse | pearson
+                                   # | qwk
     "amp": "auto",                 # auto (bf16/fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX, else fp32) | bf16 | none
     "n_folds": 5,
     "seed": 42,
@@ -130,7 +131,8 @@ def coerce(cfg):
             raise UserError(f"config key 'max_len' must be at least 8 tokens (or auto), got {cfg['max_len']}")
     for key in ("msd_samples", "reinit_layers"):
         if cfg[key] < (1 if key == "msd_samples" else 0):
-            raise UserError(f"config key '{key}' must be {'1' if key == 'msd_samples' else '0'} or more, got {cfg[key]}")
+            least = 1 if key == "msd_samples" else 0
+            raise UserError(f"config key '{key}' must be {least} or more, got {cfg[key]}")
     if cfg["pad_to_multiple_of"] < 1:
         raise UserError(f"config key 'pad_to_multiple_of' must be 1 or more (1: pad to each batch's longest row), "
                         f"got {cfg['pad_to_multiple_of']}")

@@ -31,7 +31,7 @@ DATA_DEFAULTS = {
     "group_column": None,           # rows sharing a group never straddle folds
     "empty_text": "warn",           # warn | fail
     "rare_classes": "warn",         # warn | fail: a class with fewer rows than folds
-    "task": "auto",                 # auto | single | multi | regression | ordinal (auto: numeric labels with many values regress)
+    "task": "auto",                 # auto | single | multi | regression | ordinal (auto: many numeric values regress)
     "submit_as": "auto",            # auto (labels for accuracy/F1, probabilities for log-loss/ROC-AUC) | labels | probabilities
 }
 SUBMIT_AS = ("auto", "labels", "probabilities")
@@ -67,13 +67,14 @@ class Competition:
     def summary(self):
         if self.task == "regression":
             kind = f"regression, {len(self.classes)} target{'s' if len(self.classes) > 1 else ''}"
-            shown = shorten([f"{c} {m:.3g} +- {sd:.3g}" for c, m, sd in zip(self.classes, self.y.mean(0), self.y.std(0))])
+            stats = zip(self.classes, self.y.mean(0), self.y.std(0))
+            shown = shorten([f"{c} {m:.3g} +- {sd:.3g}" for c, m, sd in stats])
         else:
             kind = (f"single-label, {len(self.classes)} classes" if self.task == "single"
                     else f"multi-label, {len(self.classes)} labels")
             shown = shorten(self.classes)
-        columns = (f"{len(self.label_columns)} columns" if len(self.label_columns) > 3 and self.label_columns == self.classes
-                   else shorten(self.label_columns))
+        many = len(self.label_columns) > 3 and self.label_columns == self.classes
+        columns = f"{len(self.label_columns)} columns" if many else shorten(self.label_columns)
         return (f"data: train {len(self.train)} rows, test {len(self.test)} rows | id '{self.id_column}' | "
                 f"text {self.text_columns} joined by {self.settings['text_join']!r} | label [{columns}] "
                 f"({kind}: {shown})" + (f" | groups '{self.settings['group_column']}'" if self.groups is not None else ""))
@@ -210,7 +211,8 @@ def encode_targets(train, label_columns, path):
 
 
 def encode_labels(train, label_columns, delimiter, path, task="auto"):
-    if task in ("regression", "ordinal") or (task == "auto" and not delimiter and looks_like_regression(train, label_columns)):
+    numeric = task == "auto" and not delimiter and looks_like_regression(train, label_columns)
+    if task in ("regression", "ordinal") or numeric:
         return encode_targets(train, label_columns, path)
     if len(label_columns) > 1:
         block = train[label_columns].fillna("").apply(lambda c: c.str.strip())
