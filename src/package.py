@@ -18,12 +18,13 @@ from cli import run_cli
 from config import UserError
 from data import load_competition
 from ensembling import BASELINE
-from inference import experiment_files, read_recipe
+from inference import experiment_files, read_recipe, settled
 from predict import submission_sep
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt", ".onnx")
-REQUIREMENTS = ("torch", "transformers", "tokenizers", "numpy", "pandas", "scikit-learn", "scipy", "pyyaml", "tqdm")
+REQUIREMENTS = ("torch", "transformers", "tokenizers", "numpy", "pandas", "scikit-learn", "scipy", "pyyaml", "tqdm",
+                "sentencepiece (DeBERTa-v3 tokenizers only)")
 ENTRY = '''"""Predict with this bundle: python predict.py --test test.csv [--out submission.csv]"""
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def copy_experiment(models_dir, name, n_classes, dest, fp16):
     cfg, results = experiment_files(models_dir, name, n_classes)
     key = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg["backbone"])
     copy_backbone(cfg["backbone"], dest.parent.parent / "backbones" / key)
-    cfg = {**cfg, "backbone": f"backbones/{key}", "init": "pretrained", "input_dir": ".", "models_dir": "models"}
+    cfg = {**settled(cfg, results), "backbone": f"backbones/{key}", "init": "pretrained", "input_dir": ".",
+           "models_dir": "models"}
     write_text(dest / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     for k, result in enumerate(results):
         state = torch.load(Path(models_dir) / name / f"fold{k}" / "model.pt", map_location="cpu", weights_only=True)

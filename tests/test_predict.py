@@ -111,7 +111,8 @@ def test_a_moved_bundle_predicts_the_same_submission(bundled):
     manifest = json.loads((bundled / "bundle/manifest.json").read_text())
     assert manifest["folds"] == 4 and manifest["precision"] == "fp32"
     assert not any(f.endswith(".safetensors") for f in manifest["files"])  # weights come with the folds only
-    assert str(ROOT) not in (bundled / "bundle/models/tiny/config.yaml").read_text()  # nothing points back home
+    config = (bundled / "bundle/models/tiny/config.yaml").read_text()
+    assert str(ROOT) not in config and "max_len: 64" in config  # nothing points back home; auto as the folds used it
 
 
 def test_a_fp16_bundle_is_half_the_size_and_agrees(bundled):
