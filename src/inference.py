@@ -30,6 +30,15 @@ def read_recipe(path):
     return recipe
 
 
+def without_unused(recipe):
+    """The recipe without the experiments its weights leave out (weight 0): nothing to load or run for them."""
+    if recipe["weights"] is None:
+        return recipe
+    keep = [i for i, w in enumerate(recipe["weights"]) if w > 0]
+    return {**recipe, "experiments": [recipe["experiments"][i] for i in keep],
+            "weights": [recipe["weights"][i] for i in keep]}
+
+
 def experiment_files(models_dir, name, n_classes):
     """(config, fold results) of a finished experiment; every fold's weights must be there."""
     root = Path(models_dir) / name

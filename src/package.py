@@ -18,7 +18,7 @@ from cli import run_cli
 from config import UserError
 from data import load_competition
 from ensembling import BASELINE
-from inference import experiment_files, read_recipe, settled
+from inference import experiment_files, read_recipe, settled, without_unused
 from predict import submission_sep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +39,13 @@ bundle_main(HERE)
 
 
 def bundled_recipe(recipe):
-    """The recipe without the TF-IDF baseline where it has no weight; refused where it has (it refits from the
-    train file, which a bundle does not carry)."""
-    if BASELINE not in recipe["experiments"]:
-        return recipe
-    i = recipe["experiments"].index(BASELINE)
-    if recipe["weights"] is None or recipe["weights"][i] > 0:
+    """The recipe without experiments it gives no weight; refused where the TF-IDF baseline has weight (it refits
+    from the train file, which a bundle does not carry)."""
+    recipe = without_unused(recipe)
+    if BASELINE in recipe["experiments"]:
         raise UserError(f"the ensemble uses {BASELINE}, which a bundle cannot carry (it is refitted from train.csv); "
                         f"run python src/ensemble.py --no-baseline, then package")
-    keep = [j for j in range(len(recipe["experiments"])) if j != i]
-    return {**recipe, "experiments": [recipe["experiments"][j] for j in keep],
-            "weights": [recipe["weights"][j] for j in keep]}
+    return recipe
 
 
 def copy_backbone(name, dest):

@@ -17,7 +17,8 @@ from cli import run_cli
 from config import UserError
 from data import find_sample_submission, join_texts, load_competition, read_table, require_columns, sniff_sep
 from ensembling import BASELINE, read_folds
-from inference import combine, experiment_files, experiment_probabilities, fold_logits, read_recipe
+from inference import (combine, experiment_files, experiment_probabilities, fold_logits, read_recipe,
+                       without_unused)
 from submission import check_submission, submission_frame
 
 
@@ -71,6 +72,7 @@ def predict_file(recipe, comp, test_path, models_dir, out, base=None, input_dir=
     if [str(c) for c in comp.classes] != recipe["classes"] or comp.task != recipe["task"]:
         raise UserError(f"the recipe was made for a {recipe['task']} task with labels {recipe['classes'][:6]}, but the "
                         f"competition is a {comp.task} task with labels {[str(c) for c in comp.classes][:6]}")
+    recipe = without_unused(recipe)
     test, texts = read_test(test_path, comp)
     print(f"predict {test_path}: {len(test)} rows with {', '.join(recipe['experiments'])} "
           f"({recipe['method']}, {recipe['kind']})")
