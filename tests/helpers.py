@@ -22,6 +22,14 @@ def make_texts(n, seed=0, classes=("sports", "tech", "money"), min_words=6, max_
     return texts, labels
 
 
+def write_workspace(work, config, name="tiny", **competition):
+    """A project folder for a CLI run: input/ with a generated competition and configs/<name>.yaml."""
+    write_competition(work / "input", **competition)
+    (work / "configs").mkdir(exist_ok=True)
+    (work / "configs" / f"{name}.yaml").write_text(config)
+    return work
+
+
 TOPIC_VALUE = {"sports": 1.0, "tech": 3.0, "money": 5.0}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import write_competition
+from helpers import write_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ("name: tiny\nbackbone: splade-tiny\nmax_len: auto\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
@@ -23,11 +23,9 @@ def run(script, cwd, *args):
 
 @pytest.fixture(scope="module")
 def ensembled(tmp_path_factory):
-    work = tmp_path_factory.mktemp("predict")
-    write_competition(work / "input", n_train=120, n_test=30, seed=7)
-    (work / "configs").mkdir()
-    (work / "configs" / "tiny.yaml").write_text(CONFIG)
-    (work / "configs" / "tiny2.yaml").write_text(CONFIG.replace("name: tiny", "name: tiny2").replace("pooling: mean", "pooling: cls"))
+    work = write_workspace(tmp_path_factory.mktemp("predict"), CONFIG, n_train=120, n_test=30, seed=7)
+    (work / "configs" / "tiny2.yaml").write_text(CONFIG.replace("name: tiny", "name: tiny2").replace("pooling: mean",
+                                                                                                  "pooling: cls"))
     for script, args in (("train.py", ["configs/tiny.yaml"]), ("train.py", ["configs/tiny2.yaml"]),
                          ("baseline.py", ["--set", "n_folds=2"]), ("ensemble.py", ["--methods", "stacking"])):
         proc = run(script, work, *args)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from config import UserError
-from helpers import write_competition
+from helpers import write_workspace
 from config import load_config
 from tuning import open_storage, parse_search_space, resolve_params, run_tuning
 
@@ -53,11 +53,7 @@ def load(work, study="tiny", storage=None):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    work = tmp_path_factory.mktemp("tune")
-    write_competition(work / "input", n_train=120, n_test=20, seed=3)
-    (work / "configs").mkdir()
-    (work / "configs" / "tiny.yaml").write_text(CONFIG)
-    return work
+    return write_workspace(tmp_path_factory.mktemp("tune"), CONFIG, n_train=120, n_test=20, seed=3)
 
 
 @pytest.fixture(scope="module")
