@@ -113,7 +113,10 @@ def selection_metric(cfg_metric, task):
     if metric not in ALLOWED[task]:
         from config import UserError
         kind = "regression" if task == "regression" else f"{task}-label"
-        raise UserError(f"metric '{metric}' does not apply to a {kind} task; choose one of {', '.join(ALLOWED[task])}")
+        hint = "; integer scores (1 to 6 ...) scored by QWK: set `task: ordinal` in configs/data.yaml" \
+            if metric == "qwk" and task == "single" else ""
+        raise UserError(f"metric '{metric}' does not apply to a {kind} task; choose one of "
+                        f"{', '.join(ALLOWED[task])}{hint}")
     return metric
 
 

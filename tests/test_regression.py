@@ -189,3 +189,8 @@ def test_tune_minimises_the_regression_metric(tmp_path):
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/models/optuna.db")
     values = [t.value for t in study.trials if t.value is not None]
     assert study.direction.name == "MINIMIZE" and len(values) == 2 and study.best_value == min(values)
+
+
+def test_qwk_on_integer_classes_points_to_task_ordinal():
+    with pytest.raises(UserError, match="set `task: ordinal` in configs/data.yaml"):
+        selection_metric("qwk", "single")
