@@ -199,8 +199,8 @@ def test_folds_spread_over_processes_give_the_same_submission(tmp_path):
     """Two processes (machines, on a shared models folder) training different folds of one experiment, then the
     ensemble, give what one process training every fold gives; a fold another process holds is skipped."""
     alone, spread = make_work(tmp_path, "alone"), make_work(tmp_path, "spread")
-    assert run(alone).returncode == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread everywhere: the same float sums in every process
+    assert subprocess.run(train_cmd(), cwd=alone, capture_output=True, text=True, timeout=600, env=env).returncode == 0
     procs = [subprocess.Popen(train_cmd("--folds", str(k)), cwd=spread, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for k in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
