@@ -176,10 +176,13 @@ class TargetScale:
     """Regression targets standardised by the training rows' mean and std (the head learns unit-scale values);
     predictions are mapped back. Identity for classification."""
 
-    def __init__(self, task, y=None):
-        self.on = task == "regression" and y is not None
-        self.mean = y.mean(0) if self.on else 0.0
-        self.std = np.where(y.std(0) > 0, y.std(0), 1.0) if self.on else 1.0
+    def __init__(self, task, y=None, mean=None, std=None):
+        """From training targets `y`, or from a fold's saved `mean` and `std` (see as_dict)."""
+        if y is not None:
+            mean, std = y.mean(0), np.where(y.std(0) > 0, y.std(0), 1.0)
+        self.on = task == "regression" and mean is not None
+        self.mean = np.asarray(mean) if self.on else 0.0
+        self.std = np.asarray(std) if self.on else 1.0
 
     def forward(self, y):
         return (y - self.mean) / self.std if self.on else y

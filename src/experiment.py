@@ -138,10 +138,11 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
         pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
         device = pick_device()
+        tricks = describe_tricks(cfg)
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
               f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
-              f"folds {todo}, selecting by {metric}" + (f"; tricks: {describe_tricks(cfg)}" if describe_tricks(cfg) else ""))
+              f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
         inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
     diverged = {}
     for k in todo:

@@ -4,7 +4,6 @@ averaging, weights or stacking meta-model, decision rules) exactly as src/ensemb
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
@@ -86,10 +85,7 @@ def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=N
         model.to(device)
         logits = predict(model, rows, collate, cfg["eval_batch_size"], device, amp_dtype(device, cfg["amp"]),
                          f"{name} fold {k}")
-        scale = TargetScale(task)
-        if task == "regression":
-            scale.on, scale.mean, scale.std = True, np.array(result["target_mean"]), np.array(result["target_std"])
-        out.append(scale.back(logits))
+        out.append(TargetScale(task, mean=result.get("target_mean"), std=result.get("target_std")).back(logits))
         if on_fold:
             on_fold(time.time() - started)
     return out

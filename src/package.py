@@ -16,10 +16,10 @@ from backbones import resolve_backbone
 from bundle import BUNDLE_VERSION, competition_format
 from cli import run_cli
 from config import UserError
-from data import load_competition
+from data import find_sample_submission, load_competition
 from ensembling import BASELINE
 from inference import experiment_files, read_recipe, settled, without_unused
-from predict import submission_sep
+from submission import submission_sep
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt", ".onnx")
@@ -67,11 +67,13 @@ def copy_experiment(models_dir, name, n_classes, dest, fp16):
            "models_dir": "models"}
     write_text(dest / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     for k, result in enumerate(results):
-        state = torch.load(Path(models_dir) / name / f"fold{k}" / "model.pt", map_location="cpu", weights_only=True)
+        source, target = Path(models_dir) / name / f"fold{k}" / "model.pt", dest / f"fold{k}" / "model.pt"
+        target.parent.mkdir(parents=True, exist_ok=True)
         if fp16:
-            state = {n: t.half() if t.is_floating_point() else t for n, t in state.items()}
-        (dest / f"fold{k}").mkdir(parents=True, exist_ok=True)
-        torch.save(state, dest / f"fold{k}" / "model.pt")
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            torch.save({n: t.half() if t.is_floating_point() else t for n, t in state.items()}, target)
+        else:
+            shutil.copyfile(source, target)
         write_json(dest / f"fold{k}" / "result.json", result)
     return len(results)
 
@@ -113,7 +115,8 @@ def main():
     shutil.copytree(ROOT / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__"))
     write_text(tmp / "predict.py", ENTRY)
     write_json(tmp / "recipe.json", recipe)
-    comp_format = competition_format(comp, submission_sep(comp, args.input_dir))
+    sample_path = find_sample_submission(args.input_dir, comp.settings["sample_submission"])
+    comp_format = competition_format(comp, submission_sep(comp, sample_path))
     write_json(tmp / "competition.json", comp_format)
     manifest = {"bundle_version": BUNDLE_VERSION, "experiments": recipe["experiments"], "folds": folds,
                 "precision": "fp16" if args.fp16 else "fp32"}

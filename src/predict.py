@@ -15,11 +15,11 @@ import pandas as pd
 from artifacts import atomic_write
 from cli import run_cli
 from config import UserError
-from data import find_sample_submission, join_texts, load_competition, read_table, require_columns, sniff_sep
+from data import find_sample_submission, join_texts, load_competition, read_table, require_columns
 from ensembling import BASELINE, read_folds
 from inference import (combine, experiment_files, experiment_probabilities, fold_logits, read_recipe,
                        without_unused)
-from submission import check_submission, submission_frame
+from submission import check_submission, submission_frame, submission_sep
 
 
 def read_test(path, comp):
@@ -47,12 +47,6 @@ def baseline_logits(models_dir, comp, input_dir, texts):
     folds = read_folds(input_dir, comp)
     return [predict_texts(fold_model(cfg, comp, folds, k), comp, np.array(texts, dtype=object))
             for k in range(cfg["n_folds"])]
-
-
-def submission_sep(comp, input_dir):
-    """The sample submission's separator: as set in the data YAML, else sniffed from the file."""
-    sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
-    return comp.settings["sample_sep"] or sniff_sep(sample_path, comp.settings["encoding"])
 
 
 class TimeLeft:
@@ -130,7 +124,8 @@ def main():
     args = parser.parse_args()
     recipe = read_recipe(args.recipe)
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
-    comp.settings["sample_sep"] = submission_sep(comp, args.input_dir)
+    comp.settings["sample_sep"] = submission_sep(comp, find_sample_submission(args.input_dir,
+                                                                                comp.settings["sample_submission"]))
     out = args.out or f"submissions/predicted-{Path(args.test).stem}.csv"
     predict_file(recipe, comp, args.test, args.models_dir, out, input_dir=args.input_dir, logits_dir=args.logits)
 

@@ -149,11 +149,16 @@ def keep_unsaved(latest):
     print(f"kept the previous {latest.name} as {target}")
 
 
+def submission_sep(comp, sample_path):
+    """The sample submission's separator: as set in the data YAML, else sniffed from the file."""
+    return comp.settings["sample_sep"] or sniff_sep(sample_path, comp.settings["encoding"])
+
+
 def save_submission(folder, comp, frame, sample_path):
     """Write a timestamped copy, validate it, then make submission.csv the same file (both atomic)."""
     folder = Path(folder)
     encoding = comp.settings["encoding"]
-    sep = comp.settings["sample_sep"] or sniff_sep(sample_path, encoding)
+    sep = submission_sep(comp, sample_path)
 
     def write(path):
         frame.to_csv(path, index=False, sep=sep, encoding=encoding)
