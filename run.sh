@@ -8,6 +8,9 @@
 #   bash run.sh package [--fp16]      an inference bundle for offline notebooks: dist/bundle/ and .zip (src/package.py)
 #   bash run.sh setup      only create .venv and install requirements
 #   bash run.sh setup large   the same plus the base-size backbone mpnet-base (405 MB, requirements-large.txt)
+#   NPROC=2 bash run.sh    each fold trained by 2 processes under torchrun (DDP: one per GPU); NPROC=gpu: one per GPU.
+#                          TORCHRUN_ARGS replaces --standalone, e.g. "--nnodes 2 --node_rank 0 --rdzv_backend c10d
+#                          --rdzv_endpoint HOST:29500" on each of two machines (see README, "Several machines")
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
@@ -82,11 +85,17 @@ main() {
   fi
   echo "== baseline: TF-IDF + logistic regression (writes input/folds.csv on first use)"
   "$PY" src/baseline.py
+  local launch=("$PY") rendezvous  # what runs train.py: python, or torchrun when NPROC asks for several processes
+  if [ "${NPROC:-1}" != 1 ]; then
+    read -r -a rendezvous <<< "${TORCHRUN_ARGS:---standalone}"
+    launch=(.venv/bin/torchrun "${rendezvous[@]}" --nproc_per_node "$NPROC")
+    echo "== training under torchrun: ${launch[*]}"
+  fi
   for cfg in "${configs[@]}"; do
     extra=()
     if [ "$params" = best ] && [ -f "models/$(config_name "$cfg")/best_params.yaml" ]; then extra=(--params best); fi
     echo "== train: $cfg ${extra[*]}"
-    "$PY" src/train.py "$cfg" "${extra[@]}"
+    "${launch[@]}" src/train.py "$cfg" "${extra[@]}"
   done
   echo "== ensemble"
   "$PY" src/ensemble.py

@@ -1,17 +1,28 @@
-"""Shared CLI plumbing: clean one-line errors with exit status 2, Ctrl-C as one line."""
+"""Shared CLI plumbing: clean one-line errors with exit status 2, Ctrl-C as one line, torchrun processes ended
+cleanly."""
 import sys
 
 
 def run_cli(main):
     from config import UserError
     try:
-        return main()
+        result = main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        finish(2)
     except KeyboardInterrupt:
         print("interrupted: finished folds are kept; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
+        finish(130)
+    finish(0)
+    return result
+
+
+def finish(code):
+    """Exits with `code` (0: returns), except that a torchrun process ends here and now (distributed.leave)."""
+    if "distributed" in sys.modules:
+        sys.modules["distributed"].leave(code)
+    if code:
+        sys.exit(code)
 
 
 def parse_folds(text, n_folds):

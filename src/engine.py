@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from progress import progress
 
+from distributed import (all_gather, gather_rows, mean_over_ranks, my_batches, my_share, on_main, positions_of,
+                         rank, share_weight, sync_gradients, wrap)
 from metrics import is_better, score
 from optim import build_optimizer, build_scheduler
+from progress import progress
 from tricks import build_adversary, weight_average
 
 
@@ -28,7 +30,8 @@ def seed_everything(seed):
 
 
 def pick_device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU (torchrun: the one its LOCAL_RANK names, see distributed.setup), else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def native_bf16_in(cpuinfo):
@@ -46,12 +49,14 @@ def cpu_has_native_bf16():
 
 
 def amp_dtype(device, setting="auto"):
-    """Autocast dtype. auto: bf16 on CUDA (fp16 where bf16 is missing), bf16 on CPUs with native bf16, else fp32
-    (None). bf16: bf16 wherever. none: fp32."""
+    """Autocast dtype. auto: bf16 on CUDA GPUs with bf16 tensor cores (Ampere on), fp16 on older ones (T4, V100,
+    where torch would emulate bf16, slowly), bf16 on CPUs with native bf16, else fp32 (None). bf16: bf16 wherever.
+    none: fp32."""
     if setting == "none":
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if setting == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if setting == "bf16" or native else torch.float16
     return torch.bfloat16 if setting == "bf16" or cpu_has_native_bf16() else None
 
 
@@ -139,16 +144,18 @@ def to_device(batch, device):
 
 @torch.inference_mode()
 def predict(model, rows, collate, batch_size, device, dtype=None, desc="predict"):
-    """Logits for `rows` in their given order; batches are length-sorted so padding is minimal."""
+    """Logits for `rows` in their given order; batches are length-sorted so padding is minimal. Under torchrun each
+    rank predicts every world_size-th batch and every rank gets all rows back."""
     model.eval()
     lengths = np.array([sequence_length(r) for r in rows])
     out = np.zeros((len(rows), model.classifier.out_features), dtype=np.float32)
-    for idx in progress(sorted_batches(lengths, batch_size), desc=desc, unit="batch", leave=False):
+    batches = my_batches(sorted_batches(lengths, batch_size))
+    for idx in progress(batches, desc=desc, unit="batch", leave=False):
         batch = to_device(collate([rows[i] for i in idx]), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch)
         out[idx] = logits.float().cpu().numpy()
-    return out
+    return gather_rows(out, positions_of(batches))
 
 
 def optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm):
@@ -216,6 +223,7 @@ class FoldTrainer:
         self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
         self.target_scale = TargetScale(task)
         self.model.to(self.device)
+        self.ddp = self.model  # DistributedDataParallel around it under torchrun, from fit on
         self.ema = weight_average(model, cfg.get("ema_decay", 0.0))
         self.adversary, self.adversary_from = build_adversary(model, cfg)
 
@@ -238,13 +246,18 @@ class FoldTrainer:
         self.model.train()
         return scores
 
-    def backward(self, batch, targets, loss_fn, scaler):
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            logits = self.model(**batch)
-        loss = loss_fn(logits.float(), targets)
-        if torch.isfinite(loss):
-            scaler.scale(loss / self.cfg["grad_accum"]).backward()
-        return loss.detach()
+    def backward(self, batch, targets, loss_fn, scaler, weight=1.0, sync=True):
+        """Forward and backward of this rank's rows; `weight` (distributed.share_weight) makes the ranks' averaged
+        gradient that of the whole batch. Returns the whole batch's mean loss; nothing is back-propagated where it
+        is not finite (on any rank)."""
+        with sync_gradients(self.ddp, sync):
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                logits = self.ddp(**batch)
+            loss = loss_fn(logits.float(), targets)
+            batch_loss = mean_over_ranks(loss, weight)
+            if torch.isfinite(batch_loss):
+                scaler.scale(loss * weight / self.cfg["grad_accum"]).backward()
+        return batch_loss
 
     def fit(self, train_rows, train_y, valid_rows, valid_y):
         cfg, model, device = self.cfg, self.model, self.device
@@ -260,6 +273,7 @@ class FoldTrainer:
         scaler = torch.amp.GradScaler(enabled=self.dtype == torch.float16)
         loss_fn = loss_function(self.task, cfg.get("loss", "auto"))
         parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "ema": self.ema}
+        self.ddp = wrap(model, device, lambda m: m(**to_device(self.collate(train_rows[:2]), device)).float().sum())
         pos = self.resume(parts, rng, total) or {"epoch": 0, "batch": 0, "step": 0, "evaluated_at": -1,
                                                  "running": 0.0, "seen": 0}
         step, evaluated_at = pos["step"], pos["evaluated_at"]
@@ -273,14 +287,19 @@ class FoldTrainer:
             running, seen = (pos["running"], pos["seen"]) if skip else (0.0, 0)
             start = time.time()
             for i, idx in enumerate(bar, start=skip):
-                batch = to_device(self.collate([train_rows[j] for j in idx]), device)
-                targets = targets_for(self.task, train_y, idx, device)
-                loss = self.backward(batch, targets, loss_fn, scaler)
+                mine = my_share(idx)  # idx itself in a single-process run
+                weight = share_weight(len(mine), len(idx))
+                mine = mine if len(mine) else idx[:1]  # a rank left without rows joins the all-reduce at weight 0
+                batch = to_device(self.collate([train_rows[j] for j in mine]), device)
+                targets = targets_for(self.task, train_y, mine, device)
+                attack = self.adversary is not None and epoch + 1 >= self.adversary_from
+                sync = attack or (i + 1) % cfg["grad_accum"] == 0 or i + 1 == len(batches)
+                loss = self.backward(batch, targets, loss_fn, scaler, weight, sync)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"training loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
                                            f"lower lr (now {cfg['lr']}) or head_lr (now {cfg['head_lr']})")
-                if self.adversary is not None and epoch + 1 >= self.adversary_from and self.adversary.attack():
-                    self.backward(batch, targets, loss_fn, scaler)  # adds the gradient at the perturbed point
+                if attack and self.adversary.attack():
+                    self.backward(batch, targets, loss_fn, scaler, weight)  # adds the gradient at the perturbed point
                     self.adversary.restore()
                 running += loss.item() * len(idx)
                 seen += len(idx)
@@ -307,33 +326,41 @@ class FoldTrainer:
         return self.best_scores
 
     def save_checkpoint(self, parts, total, position):
-        """Everything the fold needs to go on from this optimizer step, written atomically (see resume)."""
-        state = {name: part.state_dict() for name, part in parts.items() if part is not None}
-        state.update(position=position, total=total, torch_rng=torch.get_rng_state(),
-                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                     best={"score": self.best_score, "scores": self.best_scores, "state": self.best_state,
-                           "valid_logits": None if self.best_valid_logits is None
-                           else torch.from_numpy(self.best_valid_logits)})
-        from artifacts import atomic_write
-        atomic_write(self.checkpoint_path, lambda p: torch.save(state, p))
+        """Everything the fold needs to go on from this optimizer step, written atomically by rank 0 (see resume);
+        the RNG states are every rank's."""
+        torch_rng = all_gather(torch.get_rng_state())
+        cuda_rng = all_gather(torch.cuda.get_rng_state() if torch.cuda.is_available() else None)
+
+        def write():
+            state = {name: part.state_dict() for name, part in parts.items() if part is not None}
+            state.update(position=position, total=total, torch_rng=torch_rng, cuda_rng=cuda_rng,
+                         best={"score": self.best_score, "scores": self.best_scores, "state": self.best_state,
+                               "valid_logits": None if self.best_valid_logits is None
+                               else torch.from_numpy(self.best_valid_logits)})
+            from artifacts import atomic_write
+            atomic_write(self.checkpoint_path, lambda p: torch.save(state, p))
+        on_main(write)
 
     def resume(self, parts, rng, total):
         """Loads the last checkpoint of this fold, if any: weights, optimizer, schedule, scaler, EMA, RNG states and
         the position in the epoch (its batches are drawn again from the epoch's saved generator state). Returns the
         position, or None to start from the beginning."""
         path = self.checkpoint_path
-        if not (self.checkpoint_every and path and path.exists()):
+        if not (self.checkpoint_every and path):
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = on_main(lambda: torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None)
+        if state is None:
+            return None
         if state["total"] != total:
             print(f"  {path} was saved for another run ({state['total']} steps, now {total}); starting the fold over")
             return None
         for name, part in parts.items():
             if part is not None:
                 part.load_state_dict(state[name])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        torch.set_rng_state(of_this_rank(state["torch_rng"]))
+        cuda_rng = of_this_rank(state["cuda_rng"])
+        if cuda_rng is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(cuda_rng)
         best = state["best"]
         self.best_score, self.best_scores, self.best_state = best["score"], best["scores"], best["state"]
         self.best_valid_logits = None if best["valid_logits"] is None else best["valid_logits"].numpy()
@@ -343,5 +370,13 @@ class FoldTrainer:
         return position
 
     def predict(self, rows, desc="predict test"):
+        """Test logits of the fold's kept weights (loaded into self.model by fit), in the order of `rows`."""
         return self.target_scale.back(predict(self.model, rows, self.collate, self.cfg["eval_batch_size"], self.device,
                                               self.dtype, desc))
+
+
+def of_this_rank(states):
+    """This rank's RNG state from a checkpoint's per-rank list (a run resumed with fewer ranks takes the first)."""
+    if isinstance(states, torch.Tensor):  # saved by a single process before states were kept per rank
+        return states
+    return states[rank() % len(states)] if states else None

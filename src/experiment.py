@@ -9,6 +9,7 @@ from artifacts import ExperimentDir, FolderLock, logits_frame, save_weights, wri
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from data import load_competition
+from distributed import is_main, on_main, seed_per_rank
 from engine import FoldTrainer, TrainingDiverged, amp_dtype, pick_device, precision_name, seed_everything
 from folds import load_or_make_folds
 from metrics import competition_metric, score
@@ -105,12 +106,22 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=T
         raise UserError(f"loss '{cfg['loss']}' is for regression targets; this is a {comp.task}-label task: "
                         f"remove `loss` (cross-entropy is used)")
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
-    with FolderLock(exp.root, SHARED_WAIT_S):  # brief: settings checked and written; folds lock one by one
+    on_main(lambda: write_settings(cfg, comp, exp))
+    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going)
+    return on_main(lambda: assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose))
+
+
+def write_settings(cfg, comp, exp):
+    """Checks the config against the backbone and the experiment's finished folds, then saves it (briefly locked;
+    folds lock one by one)."""
+    with FolderLock(exp.root, SHARED_WAIT_S):
         backbone_path, _ = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
         check_max_len(cfg, backbone_path)
         check_same_settings(exp, cfg)
         write_yaml(exp.root / "config.yaml", cfg)
-    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going)
+
+
+def assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose):
     with FolderLock(exp.root, SHARED_WAIT_S):
         if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
             return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
@@ -126,14 +137,14 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
     """Trains the unfinished folds of `fold_list`, each under its own lock: a fold another process (or machine,
     on a shared models folder) is training is skipped here. Returns the path the models started from."""
     fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
-    todo = [k for k in fold_list if not exp.fold_done(k)]
+    todo = on_main(lambda: [k for k in fold_list if not exp.fold_done(k)])
     start_from = init_checkpoint(cfg, comp, build=False)[1]
     pseudo = None
     if todo:
         backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
         train_ids = tokenize_texts(tokenizer, comp.train_texts, "tokenise train")
-        cfg = with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp)
+        cfg = on_main(lambda: with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp))
         rows = build_inputs(tokenizer, train_ids, cfg)
         test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
         pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
@@ -144,28 +155,44 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
         inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
-    diverged = {}
+    diverged, locks = {}, {}
     for k in todo:
-        lock = FolderLock(exp.fold(k))
-        if not lock.acquire():
-            print(f"fold {k}: skipped, {lock.owner()} is training it")
-            lock.release()
+        claim = on_main(lambda: claim_fold(exp, k, locks))
+        if claim != "train":
+            if claim:
+                print(f"fold {k}: skipped, {claim} is training it")
             continue
         try:
-            if not exp.fold_done(k):  # finished by another process since the list was made
-                train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval)
+            train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval)
         except TrainingDiverged as e:
             if not keep_going:
                 raise
             diverged[k] = str(e)
-            exp.log({"fold": k, "diverged": str(e)})
+            if is_main():
+                exp.log({"fold": k, "diverged": str(e)})
             print(f"fold {k}: diverged ({e}); nothing saved for it, the other folds go on")
         finally:
-            lock.release()
+            if k in locks:
+                locks.pop(k).release()
     if diverged:
         raise UserError(f"{exp.root}: fold(s) {sorted(diverged)} diverged (NaN loss): {next(iter(diverged.values()))}; "
                         f"finished folds are kept, rerun with a lower lr to train the missing ones")
     return start_from
+
+
+def claim_fold(exp, k, locks):
+    """Takes fold k's lock into `locks`. Returns "train", None where the fold was finished by another process since
+    the list was made, or the holder of the lock."""
+    lock = FolderLock(exp.fold(k))
+    if not lock.acquire():
+        owner = lock.owner()
+        lock.release()
+        return owner
+    if exp.fold_done(k):
+        lock.release()
+        return None
+    locks[k] = lock
+    return "train"
 
 
 @dataclass
@@ -188,20 +215,25 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
     seed_everything(cfg["seed"] + k)
     model = build_model(cfg, start_from, len(comp.classes))
-    log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
+    seed_per_rank(cfg["seed"] + k)
+    log = lambda rec, k=k: is_main() and exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
     trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
                           checkpoint_path=exp.fold(k) / "resume.pt")
     train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows, pseudo, comp)
     best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
     test_logits = trainer.predict(test_rows)
-    save_weights(exp.fold(k) / "model.pt", trainer.best_state)
     result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
               "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
               "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
               "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
-    exp.save_fold(k, [comp.train_ids[i] for i in valid_idx], trainer.best_valid_logits, test_logits, result)
-    (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed
+    on_main(lambda: save_fold(exp, k, trainer, [comp.train_ids[i] for i in valid_idx], test_logits, result))
     print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
+
+
+def save_fold(exp, k, trainer, valid_ids, test_logits, result):
+    save_weights(exp.fold(k) / "model.pt", trainer.best_state)
+    exp.save_fold(k, valid_ids, trainer.best_valid_logits, test_logits, result)
+    (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed
 
 
 def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):

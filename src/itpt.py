@@ -3,11 +3,13 @@
 `init: itpt` fine-tunes from it (train.py runs this step itself when the checkpoint does not exist yet).
 
     python src/itpt.py configs/minilm-l6.yaml [--set itpt_epochs=3 itpt_whole_word=true ...]
+    torchrun --nproc_per_node 2 src/itpt.py configs/minilm-l6.yaml    # on 2 GPUs (DDP)
 """
 import argparse
 
 from cli import run_cli
 from config import load_config
+from distributed import setup as setup_distributed
 from pretraining import ensure_checkpoint
 
 
@@ -16,6 +18,7 @@ def main():
     parser.add_argument("config", help="experiment YAML (see configs/); its backbone and itpt_* keys are used")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     args = parser.parse_args()
+    setup_distributed()
     cfg = load_config(args.config, args.set)
     folder = ensure_checkpoint(cfg)
     sets = " ".join(["init=itpt"] + [s for s in args.set if not s.startswith("init=")])

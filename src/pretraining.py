@@ -23,6 +23,7 @@ from artifacts import read_json, write_json
 from attention import use_fused_attention
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
+from distributed import all_sum, my_batches, my_share, on_main, rank, seed_per_rank, world_size, wrap
 from engine import (amp_dtype, bucketed_batches, optimizer_step, pick_device, precision_name, seed_everything,
                     sorted_batches, to_device, use_shape_agnostic_attention)
 from optim import fused_adamw_on
@@ -214,19 +215,23 @@ def masked_loss(model, batch):
 
 @torch.inference_mode()
 def holdout_loss(model, rows, tokenizer, cfg, device, dtype):
-    """Masked-token loss and perplexity on the held-out rows, with a fixed masking seed."""
+    """Masked-token loss and perplexity on the held-out rows, with a fixed masking seed (per rank under torchrun,
+    each rank scoring every world_size-th batch)."""
     if not rows:
         return None
     model.eval()
-    collator = mlm_collator(tokenizer, cfg, EVAL_MASK_SEED)
+    collator = mlm_collator(tokenizer, cfg, EVAL_MASK_SEED + rank())
     total, count = 0.0, 0
     lengths = [len(r[0]) for r in rows]
-    for idx in progress(sorted_batches(lengths, cfg["itpt_batch_size"]), desc="ITPT holdout", unit="batch", leave=False):
+    batches = my_batches(sorted_batches(lengths, cfg["itpt_batch_size"]))
+    for idx in progress(batches, desc="ITPT holdout", unit="batch", leave=False):
         batch = to_device(make_batch(rows, idx, tokenizer.pad_token_id, collator), device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss, n = masked_loss(model, batch)
         total += float(loss) * n
         count += n
+    total, count = all_sum([total, count], device).tolist()
+    count = int(count)
     loss = total / max(count, 1)
     return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 3), "masked_tokens": count}
 
@@ -238,8 +243,15 @@ def optimizer_for(model, lr, weight_decay, device):
     return torch.optim.AdamW(groups, lr=lr, fused=fused_adamw_on(device))
 
 
+def sample_loss(model, rows, tokenizer, cfg, device):
+    """Masked-LM loss of the first two rows, masked by a collator of its own (the training one draws nothing)."""
+    batch = make_batch(rows, range(min(2, len(rows))), tokenizer.pad_token_id, mlm_collator(tokenizer, cfg, 0))
+    return masked_loss(model, to_device(batch, device))[0]
+
+
 def train_mlm(model, rows, tokenizer, cfg, device, dtype):
-    """AdamW, linear warmup then linear decay, AMP on CUDA. Returns (steps, mean masked-token training loss)."""
+    """AdamW, linear warmup then linear decay, AMP on CUDA; under torchrun each global batch of itpt_batch_size rows
+    is dealt out over the ranks. Returns (steps, mean masked-token training loss)."""
     from transformers import get_linear_schedule_with_warmup
     batch_size = cfg["itpt_batch_size"]
     per_epoch = math.ceil(len(rows) / batch_size)
@@ -249,24 +261,29 @@ def train_mlm(model, rows, tokenizer, cfg, device, dtype):
     optimizer = optimizer_for(model, cfg["itpt_lr"], RECIPE["weight_decay"], device)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(RECIPE["warmup_ratio"] * total), total)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-    collator = mlm_collator(tokenizer, cfg, cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
+    collator = mlm_collator(tokenizer, cfg, cfg["seed"] + rank())
+    rng = np.random.default_rng(cfg["seed"])  # the same batches on every rank; each takes its share
     lengths = np.array([len(r[0]) for r in rows])
+    ddp = wrap(model, device, lambda m: sample_loss(m, rows, tokenizer, cfg, device))
     model.train()
     step, running, seen = 0, 0.0, 0
     bar = progress(total=total, desc="ITPT", unit="step")
     while step < total:
         for idx in bucketed_batches(lengths, batch_size, rng):
-            batch = to_device(make_batch(rows, idx, tokenizer.pad_token_id, collator), device)
+            mine = my_share(idx)
+            batch = to_device(make_batch(rows, mine if len(mine) else idx[:1], tokenizer.pad_token_id, collator), device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss, n = masked_loss(model, batch)
-            if not torch.isfinite(loss):
-                raise UserError(f"ITPT loss is {loss.item()} at step {step}; lower itpt_lr (now {cfg['itpt_lr']})")
-            scaler.scale(loss).backward()
+                loss, n = masked_loss(ddp, batch)
+            n = n if len(mine) else 0  # a rank left without rows joins the all-reduce at weight 0
+            loss_sum, count = all_sum([loss * n, n], device).tolist()  # over the whole batch's masked tokens
+            if not math.isfinite(loss_sum):
+                raise UserError(f"ITPT loss is {loss_sum / max(count, 1)} at step {step}; "
+                                f"lower itpt_lr (now {cfg['itpt_lr']})")
+            scaler.scale(loss * (world_size() * n / max(count, 1))).backward()
             optimizer_step(model, optimizer, scheduler, scaler, RECIPE["max_grad_norm"])
             step += 1
-            if n:
-                running, seen = running + loss.item() * n, seen + n
+            if count:
+                running, seen = running + loss_sum, seen + int(count)
             bar.update(1)
             bar.set_postfix(loss=f"{running / max(seen, 1):.4f}", refresh=False)
             if step >= total:
@@ -302,8 +319,8 @@ def ensure_checkpoint(cfg, comp=None, build=True):
     folder, backbone_path, corpus = checkpoint_dir(cfg, comp)
     if not build:
         return str(folder)
-    if is_complete(folder):
-        info = read_json(folder / DONE_FILE)
+    info = on_main(lambda: read_json(folder / DONE_FILE) if is_complete(folder) else None)
+    if info is not None:
         before, after = info.get("holdout_before") or {}, info.get("holdout_after") or {}
         ppl = f", holdout perplexity {before['perplexity']} -> {after['perplexity']}" if before and after else ""
         print(f"ITPT: reusing {folder} ({info.get('steps')} steps on {info['corpus']['texts']} texts{ppl})")
@@ -317,8 +334,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
     quiet_transformers()
     started = time.time()
     root = folder.parent
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(root, folder.name)
+    on_main(lambda: (root.mkdir(parents=True, exist_ok=True), remove_stale_temps(root, folder.name)))
     seed_everything(cfg["seed"])
     tokenizer = load_tokenizer(backbone_path)
     if tokenizer.mask_token is None:
@@ -337,6 +353,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
     print(f"ITPT of {cfg['backbone']}: {len(corpus.texts)} texts ({sources}) -> {len(train_rows)} sequences of up "
           f"to {cfg['itpt_max_len']} tokens, {len(hold_pos)} texts held out; output {folder}")
     model, head = load_mlm_model(backbone_path, cfg["backbone"])
+    seed_per_rank(cfg["seed"])
     device = pick_device()
     dtype = amp_dtype(device, cfg["amp"])
     use_shape_agnostic_attention(device)
@@ -356,7 +373,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
             "steps": steps, "train_loss": round(train_loss, 5), "holdout_before": before, "holdout_after": after,
             "device": str(device), "amp": str(dtype).replace("torch.", "") if dtype else "none",
             "seconds": round(time.time() - started, 1)}
-    save_checkpoint(model.to("cpu"), tokenizer, info, folder)
+    on_main(lambda: save_checkpoint(model.to("cpu"), tokenizer, info, folder))
     print(f"ITPT: {steps} steps in {info['seconds']:.0f}s -> {folder}")
 
 

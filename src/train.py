@@ -1,6 +1,7 @@
 """Fine-tune one backbone on every fold; leaves OOF and test logits under models/<name>/.
 
     python src/train.py configs/minilm-l6.yaml [--set key=value ...] [--folds 0,2] [--params best|PATH.yaml]
+    torchrun --nproc_per_node 2 src/train.py configs/minilm-l6.yaml    # each fold on 2 GPUs (DDP); same outputs
 """
 import argparse
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 from artifacts import write_yaml
 from cli import parse_folds, run_cli
 from config import load_config
+from distributed import is_main, setup as setup_distributed
 from experiment import run_experiment
 from tuning import params_overrides, resolve_params
 
@@ -20,13 +22,14 @@ def main():
     parser.add_argument("--params", default=None, metavar="best|PATH.yaml",
                         help="apply tuned values (best: models/<name>/best_params.yaml from tune.py) before --set")
     args = parser.parse_args()
+    setup_distributed()
     params_path, params = resolve_params(args.params, args.config, args.set) if args.params else (None, {})
     cfg = load_config(args.config, params_overrides(params) + args.set)
     cfg.pop("search_space", None)  # tune.py's; not a training setting
     if params:
         print(f"params from {params_path}: " + ", ".join(f"{k}={cfg[k]}" for k in params))
     run_experiment(cfg, parse_folds(args.folds, cfg["n_folds"]))
-    if params:
+    if params and is_main():
         write_yaml(Path(cfg["models_dir"]) / cfg["name"] / "params_applied.yaml",
                    {"from": str(params_path), "params": {k: cfg[k] for k in params}})
 

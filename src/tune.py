@@ -11,7 +11,8 @@ to models/<name>/best_params.yaml, with models/<name>/tune_history.png and tune_
 import argparse
 
 from cli import parse_folds, run_cli
-from config import load_config
+from config import UserError, load_config
+from distributed import launched
 from tuning import run_tuning
 
 
@@ -29,6 +30,9 @@ def main():
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (default: the config's seed)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     args = parser.parse_args()
+    if launched():
+        raise UserError("tune.py runs one process per trial; start it with python, not torchrun (to use several "
+                        "GPUs, start one tune.py per GPU with CUDA_VISIBLE_DEVICES: they share the study)")
     cfg = load_config(args.config, args.set)
     if args.trials < 0:
         parser.error("--trials must be 0 or more")

@@ -28,6 +28,19 @@ def test_cpu_autocast_only_where_bf16_is_native(monkeypatch, native, setting, ex
     assert amp_dtype(CPU, setting) is expected
 
 
+@pytest.mark.parametrize("major, setting, expected", [
+    (8, "auto", torch.bfloat16),   # A100, H100, L4: bf16 tensor cores
+    (7, "auto", torch.float16),    # T4 (Kaggle), V100: torch would say bf16 "supported" by emulation, slowly
+    (7, "bf16", torch.bfloat16),
+    (8, "none", None),
+])
+def test_cuda_autocast_takes_bf16_only_where_it_is_native(monkeypatch, major, setting, expected):
+    def is_bf16_supported(including_emulation=True):
+        return major >= 8 or including_emulation
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert amp_dtype(torch.device("cuda"), setting) is expected
+
+
 @pytest.fixture
 def restore_cudnn_attention():
     enabled = torch.backends.cuda.cudnn_sdp_enabled()
