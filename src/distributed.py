@@ -40,13 +40,23 @@ def setup():
     if not launched() or dist.is_initialized():
         return
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(own_gpu(int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend)
     if not is_main():
         silence_prints()
     print(f"torchrun: {world_size()} processes ({os.environ.get('LOCAL_WORLD_SIZE', '?')} on this machine), "
           f"backend {backend}; rank 0 writes the outputs")
+
+
+def own_gpu(local_rank, gpus):
+    """The GPU of the process torchrun numbered `local_rank` on this machine: one each, never shared."""
+    if local_rank >= gpus:
+        from config import UserError
+        raise UserError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on this "
+                        f"machine, which has {gpus} visible GPU(s): use NPROC={gpus} (or NPROC=gpu, or "
+                        f"--nproc_per_node {gpus})")
+    return local_rank
 
 
 def leave(code):

@@ -73,6 +73,14 @@ def test_helpers_are_plain_calls_in_one_process():
     assert distributed.gather_rows(out, np.array([0, 2])) is out
 
 
+def test_more_processes_than_gpus_is_named_with_the_fix(monkeypatch):
+    from config import UserError
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert distributed.own_gpu(1, 2) == 1
+    with pytest.raises(UserError, match=r"4 processes on this machine, which has 2 visible GPU\(s\): use NPROC=2"):
+        distributed.own_gpu(3, 2)
+
+
 def test_parameters_without_a_gradient_are_found_without_leaving_gradients_behind():
     model = torch.nn.ModuleDict({"used": torch.nn.Linear(3, 2), "spare": torch.nn.Linear(2, 2)})
     model.train()  # spare is never called: DDP would wait for its gradient forever
