@@ -11,6 +11,7 @@ a finished mode is reused, so --fresh retrains. Prints a Markdown table.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ def modes(nproc, cores, chosen=MODES):
     """(name, command prefix, OMP_NUM_THREADS) of each way to run train.py that is `chosen`."""
     python = [sys.executable]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    every = {"cores": (f"1 process x {cores} threads", python, str(cores)), "one": ("1 process x 1 thread", python, "1"),
+    every = {"cores": (f"1 process x {cores} threads", python, str(cores)),
+             "one": ("1 process x 1 thread", python, "1"),
              "torchrun": (f"torchrun {nproc} processes x 1 thread", torchrun, "1")}
     return [every[m] for m in chosen]
 
@@ -81,21 +83,22 @@ def main():
     for name, prefix, threads in modes(args.nproc, cores, chosen):
         models_dir = input_dir.parent / name.replace(" ", "_")
         exp_dir = models_dir / cfg["name"]
-        if args.fresh and exp_dir.exists():
-            import shutil
-            shutil.rmtree(exp_dir)
+        timing = exp_dir / "bench_seconds.txt"
+        if args.fresh:
+            shutil.rmtree(exp_dir, ignore_errors=True)
         done = all((exp_dir / f"fold{k}" / "result.json").exists() for k in folds)
         print(f"== {name}" + (": reusing the finished run" if done else ""), flush=True)
-        seconds = None if done else train(prefix, threads, args.config, args.set, args.folds, input_dir, models_dir)
-        if seconds is not None:
-            (exp_dir / "bench_seconds.txt").write_text(f"{seconds:.1f}\n")
-        seconds = float((exp_dir / "bench_seconds.txt").read_text()) if (exp_dir / "bench_seconds.txt").exists() else None
+        if not done:
+            seconds = train(prefix, threads, args.config, args.set, args.folds, input_dir, models_dir)
+            timing.write_text(f"{seconds:.1f}\n")
+        seconds = float(timing.read_text()) if timing.exists() else None
         scores, metric, logits = fold_results(exp_dir, folds)
         rows.append((name, seconds, scores, metric, logits))
     reference = rows[0][4]
     command = "python bench/distributed.py " + " ".join(sys.argv[1:])
     print(f"\n`{command}`\n\n{machine()}; {cfg['backbone']}, folds {folds}\n")
-    print(f"| mode | wall time | speed-up | {rows[0][3]} per fold (mean) | largest OOF logit difference from the first row |")
+    print(f"| mode | wall time | speed-up | {rows[0][3]} per fold (mean) "
+          f"| largest OOF logit difference from the first row |")
     print("|---|---:|---:|---|---:|")
     for name, seconds, scores, metric, logits in rows:
         gap = max(float(np.abs(a - b).max()) for a, b in zip(logits, reference))

@@ -11,6 +11,8 @@ import pandas as pd
 import torch
 import yaml
 
+from distributed import is_main
+
 
 def atomic_write(path, write):
     path = Path(path)
@@ -129,7 +131,9 @@ class ExperimentDir:
                 np.load(d / "test_logits.npy"), read_json(d / "result.json"))
 
     def log(self, record):
-        append_jsonl(self.root / "train_log.jsonl", record)
+        """One line of train_log.jsonl (under torchrun, rank 0's alone)."""
+        if is_main():
+            append_jsonl(self.root / "train_log.jsonl", record)
 
 
 def logits_frame(ids, logits, classes, fold=None):

@@ -120,9 +120,9 @@ def all_gather(obj):
 
 def all_sum(values, device):
     """Elementwise sum over the ranks of a list of numbers (or 0-d tensors), as a float64 tensor on the CPU."""
-    t = torch.tensor([float(v.detach()) if torch.is_tensor(v) else float(v) for v in values], dtype=torch.float64,
-                     device=device)
+    t = torch.tensor([float(v.detach()) if torch.is_tensor(v) else float(v) for v in values], dtype=torch.float64)
     if world_size() > 1:
+        t = t.to(device)
         dist.all_reduce(t)
     return t.cpu()
 
@@ -137,9 +137,11 @@ def mean_over_ranks(local_mean, weight):
 
 
 def my_share(idx):
-    """This rank's rows of a global batch: every world_size-th one, so a length-sorted batch deals each rank rows
-    of about the same length."""
-    return idx[rank()::world_size()]
+    """(rows, how many count) of this rank in a global batch: every world_size-th row, so a length-sorted batch
+    deals each rank rows of about the same length. A rank dealt none (a last batch smaller than the world) gets the
+    batch's first row counting 0 times: it still joins the all-reduce, at weight 0."""
+    mine = idx[rank()::world_size()]
+    return (mine, len(mine)) if len(mine) else (idx[:1], 0)
 
 
 def my_batches(batches):
@@ -147,11 +149,12 @@ def my_batches(batches):
     return batches[rank()::world_size()]
 
 
-def gather_rows(out, positions):
-    """Combines per-rank row predictions: every rank filled out[positions] for its own rows; returns the full
+def gather_rows(out, batches):
+    """Combines per-rank row predictions: every rank filled the rows of its `batches` in `out`; returns the full
     array, filled, on every rank."""
     if world_size() == 1:
         return out
+    positions = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
     full = out.copy()
     for pos, values in all_gather((positions, out[positions])):
         full[pos] = values
@@ -197,7 +200,3 @@ def share_weight(local_rows, global_rows):
     """Factor on a rank's mean loss over its `local_rows` such that DDP's average of the ranks' gradients equals
     the gradient of the mean over all `global_rows` of the batch (exact when ranks hold unequal shares)."""
     return world_size() * local_rows / global_rows if global_rows else 0.0
-
-
-def positions_of(batches):
-    return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from distributed import (all_gather, gather_rows, mean_over_ranks, my_batches, my_share, on_main, positions_of,
-                         rank, share_weight, sync_gradients, wrap)
+from artifacts import atomic_write
+from distributed import (all_gather, gather_rows, mean_over_ranks, my_batches, my_share, on_main, rank, share_weight,
+                         sync_gradients, wrap)
 from metrics import is_better, score
 from optim import build_optimizer, build_scheduler
 from progress import progress
@@ -155,7 +156,7 @@ def predict(model, rows, collate, batch_size, device, dtype=None, desc="predict"
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**batch)
         out[idx] = logits.float().cpu().numpy()
-    return gather_rows(out, positions_of(batches))
+    return gather_rows(out, batches)
 
 
 def optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm):
@@ -287,9 +288,8 @@ class FoldTrainer:
             running, seen = (pos["running"], pos["seen"]) if skip else (0.0, 0)
             start = time.time()
             for i, idx in enumerate(bar, start=skip):
-                mine = my_share(idx)  # idx itself in a single-process run
-                weight = share_weight(len(mine), len(idx))
-                mine = mine if len(mine) else idx[:1]  # a rank left without rows joins the all-reduce at weight 0
+                mine, counted = my_share(idx)  # idx itself in a single-process run
+                weight = share_weight(counted, len(idx))
                 batch = to_device(self.collate([train_rows[j] for j in mine]), device)
                 targets = targets_for(self.task, train_y, mine, device)
                 attack = self.adversary is not None and epoch + 1 >= self.adversary_from
@@ -337,7 +337,6 @@ class FoldTrainer:
                          best={"score": self.best_score, "scores": self.best_scores, "state": self.best_state,
                                "valid_logits": None if self.best_valid_logits is None
                                else torch.from_numpy(self.best_valid_logits)})
-            from artifacts import atomic_write
             atomic_write(self.checkpoint_path, lambda p: torch.save(state, p))
         on_main(write)
 

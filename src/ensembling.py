@@ -282,7 +282,8 @@ def pick_sentence(summary):
     held = {m: r["held_out_scores"][metric] for m, r in methods.items()}
     runner_up = max((m for m in methods if m != chosen), key=lambda m: sign * held[m], default=None)
     versus = f", the best of {len(methods)} methods (next: {runner_up}, {held[runner_up]:.4f})" if runner_up else ""
-    return (f"Pick {summary['submission']}: {chosen} ({describe(chosen, methods[chosen]['weights'], summary.get('task'))}) scored "
+    combination = describe(chosen, methods[chosen]["weights"], summary.get("task"))
+    return (f"Pick {summary['submission']}: {chosen} ({combination}) scored "
             f"{metric} {held[chosen]:.4f} on folds it was not fitted on{versus}.")
 
 

@@ -9,7 +9,7 @@ from artifacts import ExperimentDir, FolderLock, logits_frame, save_weights, wri
 from backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from config import UserError
 from data import load_competition
-from distributed import is_main, on_main, seed_per_rank
+from distributed import on_main, seed_per_rank
 from engine import FoldTrainer, TrainingDiverged, amp_dtype, pick_device, precision_name, seed_everything
 from folds import load_or_make_folds
 from metrics import competition_metric, score
@@ -168,8 +168,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
             if not keep_going:
                 raise
             diverged[k] = str(e)
-            if is_main():
-                exp.log({"fold": k, "diverged": str(e)})
+            exp.log({"fold": k, "diverged": str(e)})
             print(f"fold {k}: diverged ({e}); nothing saved for it, the other folds go on")
         finally:
             if k in locks:
@@ -216,7 +215,7 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     seed_everything(cfg["seed"] + k)
     model = build_model(cfg, start_from, len(comp.classes))
     seed_per_rank(cfg["seed"] + k)
-    log = lambda rec, k=k: is_main() and exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
+    log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
     trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
                           checkpoint_path=exp.fold(k) / "resume.pt")
     train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows, pseudo, comp)

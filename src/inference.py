@@ -38,7 +38,7 @@ def without_unused(recipe):
             "weights": [recipe["weights"][i] for i in keep]}
 
 
-def experiment_files(models_dir, name, n_classes):
+def experiment_files(models_dir, name):
     """(config, fold results) of a finished experiment; every fold's weights must be there."""
     root = Path(models_dir) / name
     if not (root / "config.yaml").exists():

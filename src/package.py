@@ -59,8 +59,8 @@ def copy_backbone(name, dest):
             shutil.copy2(f, dest / f.name)
 
 
-def copy_experiment(models_dir, name, n_classes, dest, fp16):
-    cfg, results = experiment_files(models_dir, name, n_classes)
+def copy_experiment(models_dir, name, dest, fp16):
+    cfg, results = experiment_files(models_dir, name)
     key = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg["backbone"])
     copy_backbone(cfg["backbone"], dest.parent.parent / "backbones" / key)
     cfg = {**settled(cfg, results), "backbone": f"backbones/{key}", "init": "pretrained", "input_dir": ".",
@@ -110,7 +110,7 @@ def main():
     root = Path(args.out) / args.name
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    folds = sum(copy_experiment(args.models_dir, n, len(comp.classes), tmp / "models" / n, args.fp16)
+    folds = sum(copy_experiment(args.models_dir, n, tmp / "models" / n, args.fp16)
                 for n in recipe["experiments"])
     shutil.copytree(ROOT / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__"))
     write_text(tmp / "predict.py", ENTRY)

@@ -71,7 +71,7 @@ def predict_file(recipe, comp, test_path, models_dir, out, base=None, input_dir=
     print(f"predict {test_path}: {len(test)} rows with {', '.join(recipe['experiments'])} "
           f"({recipe['method']}, {recipe['kind']})")
     started = time.time()
-    files = {n: experiment_files(models_dir, n, len(comp.classes)) for n in recipe["experiments"]}
+    files = {n: experiment_files(models_dir, n) for n in recipe["experiments"]}
     timer = TimeLeft(sum(len(r) for n, (_, r) in files.items() if n != BASELINE))
     predictions = []
     for name, (cfg, results) in files.items():
@@ -128,6 +128,7 @@ def main():
                                                                                 comp.settings["sample_submission"]))
     out = args.out or f"submissions/predicted-{Path(args.test).stem}.csv"
     predict_file(recipe, comp, args.test, args.models_dir, out, input_dir=args.input_dir, logits_dir=args.logits)
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -270,11 +270,11 @@ def train_mlm(model, rows, tokenizer, cfg, device, dtype):
     bar = progress(total=total, desc="ITPT", unit="step")
     while step < total:
         for idx in bucketed_batches(lengths, batch_size, rng):
-            mine = my_share(idx)
-            batch = to_device(make_batch(rows, mine if len(mine) else idx[:1], tokenizer.pad_token_id, collator), device)
+            mine, counted = my_share(idx)
+            batch = to_device(make_batch(rows, mine, tokenizer.pad_token_id, collator), device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss, n = masked_loss(ddp, batch)
-            n = n if len(mine) else 0  # a rank left without rows joins the all-reduce at weight 0
+            n = n if counted else 0
             loss_sum, count = all_sum([loss * n, n], device).tolist()  # over the whole batch's masked tokens
             if not math.isfinite(loss_sum):
                 raise UserError(f"ITPT loss is {loss_sum / max(count, 1)} at step {step}; "

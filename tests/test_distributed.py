@@ -67,10 +67,11 @@ def fold_outputs(work, k):
 def test_helpers_are_plain_calls_in_one_process():
     idx = np.arange(5)
     assert distributed.world_size() == 1 and distributed.is_main()
-    assert np.array_equal(distributed.my_share(idx), idx) and distributed.share_weight(5, 5) == 1.0
+    mine, counted = distributed.my_share(idx)
+    assert np.array_equal(mine, idx) and counted == 5 and distributed.share_weight(5, 5) == 1.0
     assert distributed.on_main(lambda: 7) == 7
     out = np.arange(6.0).reshape(3, 2)
-    assert distributed.gather_rows(out, np.array([0, 2])) is out
+    assert distributed.gather_rows(out, [np.array([0, 2])]) is out
 
 
 def test_more_processes_than_gpus_is_named_with_the_fix(monkeypatch):
