@@ -45,8 +45,17 @@ lines() {  # non-empty lines of $1 into the array named $2
   return 0
 }
 
-config_name() {
-  "$PY" -c "import sys; sys.path.insert(0, 'src'); from config import load_config; print(load_config(sys.argv[1])['name'])" "$1"
+config_name() {  # the experiment name a config trains under models/; no argument: the TF-IDF baseline's
+  "$PY" - "$@" <<'PY'
+import sys
+sys.path.insert(0, "src")
+if len(sys.argv) > 1:
+    from core.config import load_config
+    print(load_config(sys.argv[1])["name"])
+else:
+    from core.artifacts import BASELINE
+    print(BASELINE)
+PY
 }
 
 main() {
@@ -81,7 +90,7 @@ main() {
       name=$(config_name "$cfg")
       echo "== --force: removing models/$name"; rm -rf "models/$name"
     done
-    rm -rf models/tfidf-baseline
+    rm -rf "models/$(config_name)"
   fi
   echo "== baseline: TF-IDF + logistic regression (writes input/folds.csv on first use)"
   "$PY" src/baseline.py

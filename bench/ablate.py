@@ -9,8 +9,6 @@ Work goes to models/ablate/<data>/ (input/ links the competition's CSVs and hold
 docs/ablations/<data>-<backbone>-<grid>.md and, where docs/experiments.md has the table's markers, there too.
 """
 import argparse
-import os
-import platform
 import re
 import shlex
 import sys
@@ -23,9 +21,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from artifacts import ExperimentDir, write_text  # noqa: E402
-from cli import parse_folds, run_cli  # noqa: E402
-from config import DEFAULTS, UserError, check_keys, coerce, load_config, parse_value  # noqa: E402
+from benchkit import machine, workspace  # noqa: E402
+from core.artifacts import BASELINE, ExperimentDir, write_text  # noqa: E402
+from core.cli import parse_folds, run_cli  # noqa: E402
+from core.config import DEFAULTS, UserError, check_keys, coerce, load_config, parse_value  # noqa: E402
 
 GRIDS = ROOT / "bench" / "grids.yaml"
 DOC = ROOT / "docs" / "experiments.md"
@@ -40,21 +39,6 @@ def load_grid(name, path=GRIDS):
     grid.setdefault("base", {})
     grid.setdefault("paper", {})
     return grid
-
-
-def workspace(data_dir, root):
-    """root/<data>/input with links to the competition's files (never solution.csv): folds.csv is written there,
-    not into the shared data folder."""
-    data_dir = Path(data_dir).resolve()
-    if not (data_dir / "train.csv").exists() and not any(data_dir.glob("train.*")):
-        raise UserError(f"{data_dir}: no train file; --data takes a competition folder (train.csv, test.csv, ...)")
-    input_dir = Path(root) / data_dir.name / "input"
-    input_dir.mkdir(parents=True, exist_ok=True)
-    for f in data_dir.iterdir():
-        link = input_dir / f.name
-        if f.is_file() and f.name != "solution.csv" and f.suffix in (".csv", ".tsv", ".txt", ".yaml") and not link.exists():
-            link.symlink_to(f)
-    return input_dir
 
 
 def row_config(config_path, grid, row, extra, input_dir, models_dir):
@@ -86,12 +70,12 @@ def fold_summary(exp, folds, keys):
 
 def tfidf_reference(first, folds, keys):
     """src/baseline.py's TF-IDF + logistic regression on the same folds (seconds on a CPU), for scale."""
-    from baseline import BASELINE_KEYS, run_baseline
+    from training.tfidf import BASELINE_KEYS, run_baseline
     models_dir = Path(first["input_dir"]).parent / "tfidf"
     cfg = load_config(None, ["name=tfidf-baseline"], extra_keys=BASELINE_KEYS)
     cfg.update({k: first[k] for k in ("input_dir", "data_config", "n_folds", "seed")}, models_dir=str(models_dir))
     cfg.update({k: type(v)(cfg.get(k, v)) for k, v in BASELINE_KEYS.items()})
-    exp = ExperimentDir(models_dir, "tfidf-baseline")
+    exp = ExperimentDir(models_dir, BASELINE)
     if fold_summary(exp, folds, keys) is None:
         run_baseline(cfg)
     return fold_summary(exp, folds, keys)
@@ -99,29 +83,14 @@ def tfidf_reference(first, folds, keys):
 
 def length_facts(cfg, comp):
     """Share of train texts longer than max_len, and than the hierarchical reach (max_chunks x max_len)."""
-    from backbones import load_tokenizer, resolve_backbone
-    from truncation import special_tokens, tokenize_texts
+    from model.backbones import load_tokenizer, resolve_backbone
+    from model.truncation import special_tokens, tokenize_texts
     tokenizer = load_tokenizer(resolve_backbone(cfg["backbone"]))
     prefix, suffix = special_tokens(tokenizer)
     lengths = np.array([len(t) for t in tokenize_texts(tokenizer, comp.train_texts, "measure lengths")])
     budget = cfg["max_len"] - len(prefix) - len(suffix)
     return {"median_tokens": int(np.median(lengths)), "p90_tokens": int(np.percentile(lengths, 90)),
             "longer": float((lengths > budget).mean()), "longer_than_chunks": float((lengths > budget * cfg["max_chunks"]).mean())}
-
-
-def machine():
-    """Where experiments run: GPU name, or CPU model and threads; torch and transformers versions."""
-    import torch
-    import transformers
-    cpu = platform.processor() or "cpu"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu}, {torch.get_num_threads()} threads"
-    threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    return f"{where} (OMP_NUM_THREADS={threads}); torch {torch.__version__}, transformers {transformers.__version__}"
 
 
 def ran_on(exp):
@@ -181,9 +150,9 @@ def main():
                         help="train nothing: write the table of what is finished (the rest shows as not run)")
     args = parser.parse_args()
 
-    from data import load_competition
-    from experiment import run_experiment
-    from metrics import DECISION_METRICS
+    from competition.data import load_competition
+    from training.experiment import run_experiment
+    from competition.metrics import DECISION_METRICS
     grid = load_grid(args.grid, args.grids)
     rows = args.rows.split(",") if args.rows else list(grid["rows"])
     missing = [r for r in rows if r not in grid["rows"]]

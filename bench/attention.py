@@ -6,7 +6,7 @@ them), trained and run by this project's engine on the same random token rows, e
   bert          BERT 12 x 768, PyTorch SDPA (what transformers picks for BERT)
   mpnet_eager   MPNet 12 x 768, transformers' eager attention (MPNetModel._supports_sdpa is False in 5.23)
   mpnet_sdpa    MPNet 12 x 768 through scaled_dot_product_attention with the position bias as an additive mask
-                (src/attention.py: what load_backbone uses on CUDA; forced here on a CPU too, to measure it)
+                (src/model/attention.py: what load_backbone uses on CUDA; forced here on a CPU too, to measure it)
   *_ckpt        the same with gradient_checkpointing: true
 Rows have random lengths between max_len/2 and max_len, padded to max_len: one shape, padding masks exercised. Prints train and predict
 rows/s, peak RSS and (on CUDA) peak GPU memory; the last line is machine-readable.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from throughput import device_description, peak_rss_gb, run_worker  # noqa: E402
+from benchkit import device_description, peak_rss_gb, run_worker  # noqa: E402
 
 WAYS = ("bert", "mpnet_eager", "mpnet_sdpa", "bert_ckpt", "mpnet_sdpa_ckpt")
 
@@ -40,9 +40,10 @@ def random_rows(n, max_len, seed):
 def worker(args):
     import numpy as np
     import torch
-    from config import load_config
-    from engine import FoldTrainer, pick_device, precision_name
-    from modeling import TextClassifier, enable_gradient_checkpointing, load_backbone
+    from core.config import load_config
+    from training.trainer import FoldTrainer
+    from training.device import pick_device, precision_name
+    from model.modeling import TextClassifier, enable_gradient_checkpointing, load_backbone
     family = args.way.split("_")[0]
     cfg = load_config(None, [f"max_len={args.max_len}", "truncation=head", f"batch_size={args.batch_size}",
                              "epochs=1", "warmup_ratio=0", "eval_every=0", f"eval_batch_size={args.batch_size}",
@@ -51,7 +52,7 @@ def worker(args):
     torch.manual_seed(0)
     backbone = load_backbone(base_config(family, args.max_len), attention_dropout=0.0)
     if args.way.startswith("mpnet_sdpa"):
-        import attention
+        from model import attention
         attention.fused_pays = lambda hidden_states: True
     if args.way == "mpnet_eager":
         for module in backbone.modules():

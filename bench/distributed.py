@@ -21,11 +21,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from ablate import machine, workspace  # noqa: E402
-from cli import parse_folds, run_cli  # noqa: E402
-from config import load_config  # noqa: E402
+from benchkit import machine, workspace  # noqa: E402
+from core.cli import parse_folds, run_cli  # noqa: E402
+from core.config import load_config  # noqa: E402
 
 
 MODES = ("cores", "one", "torchrun")

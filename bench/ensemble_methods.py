@@ -1,5 +1,5 @@
 """Ensemble methods and decision rules side by side (not a test): OOF CV (fold-held-out) and the test score
-against a solution file, for every way src/blend_search.py combines the finished experiments, with default and
+against a solution file, for every way src/blending/blend_search.py combines the finished experiments, with default and
 with tuned decision rules.
 
     python bench/ensemble_methods.py --data ../shared/data/arxiv2007_archives --input-dir WORK/input \
@@ -40,21 +40,24 @@ def main():
     parser.add_argument("--data-config", default="none.yaml")
     args = parser.parse_args()
 
-    from blend_search import search
-    from data import load_competition
-    from decision import decision_scores, default_rules, fit_rules, held_out_decisions
-    from ensembling import fold_mean_probabilities, read_folds, select_experiments
-    from metrics import probabilities, score_probabilities
+    from blending.blend_search import search
+    from competition.data import load_competition
+    from competition.metrics import score_decisions
+    from competition.decision import default_rules, fit_rules, held_out_decisions
+    from blending.experiments import fold_mean_probabilities, select_experiments
+    from competition.folds import read_folds
+    from competition.metrics import probabilities, score_probabilities
+    from core.artifacts import BASELINE
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
     folds = read_folds(args.input_dir, comp)
     exps, skipped = select_experiments(None, args.models_dir, comp, folds, "folds.csv", True)
     task, y = comp.task, comp.y
-    metric = next(e["metrics"]["metric"] for e in exps if e["name"] != "tfidf-baseline")
+    metric = next(e["metrics"]["metric"] for e in exps if e["name"] != BASELINE)
     truth = test_truth(comp, Path(args.data) / "solution.csv")
     oof = [probabilities(task, e["oof"]) for e in exps]
     test = [fold_mean_probabilities(task, e["test"], "prob") for e in exps]
     results, chosen = search(task, y, folds, oof, test, metric)
-    keys = list(decision_scores(task, y, default_rules(task, oof[0].shape[1]).apply(oof[0])))
+    keys = list(score_decisions(task, y, default_rules(task, oof[0].shape[1]).apply(oof[0])))
     kind = task if task == "regression" else f"{task}-label"
     print(f"data {args.data}: {kind}, {len(y)} train / {len(truth)} test rows, metric {metric}, "
           f"candidates {', '.join(e['name'] for e in exps)}" + (f"; skipped {list(skipped)}" if skipped else ""))
@@ -64,10 +67,10 @@ def main():
     for name, r in results.items():
         rules = fit_rules(task, y, r["held_out"], metric)
         default = default_rules(task, r["held_out"].shape[1])
-        rows = {"default": (decision_scores(task, y, default.apply(r["held_out"])),
-                            decision_scores(task, truth, default.apply(r["test"]))),
-                "tuned": (decision_scores(task, y, held_out_decisions(task, y, folds, r["held_out"], metric)),
-                          decision_scores(task, truth, rules.apply(r["test"])))}
+        rows = {"default": (score_decisions(task, y, default.apply(r["held_out"])),
+                            score_decisions(task, truth, default.apply(r["test"]))),
+                "tuned": (score_decisions(task, y, held_out_decisions(task, y, folds, r["held_out"], metric)),
+                          score_decisions(task, truth, rules.apply(r["test"])))}
         prob_scores = (r["held_out_scores"][prob_key], score_probabilities(task, truth, r["test"])[prob_key])
         for label, (o, t) in rows.items():
             print(f"{name + ('*' if name == chosen else ''):>12} {label:>8} "

@@ -7,7 +7,7 @@ Each way trains the same backbone on the same rows (batch size, lr, max_len, ste
 test rows, in its own subprocess so peak RSS is its own:
   naive   Trainer + AutoModelForSequenceClassification, tokenised with padding="max_length"
   strong  Trainer + DataCollatorWithPadding + train_sampling_strategy="group_by_length"
-  ours_fp32  src/engine.py in fp32 (amp=none): length-bucketed batches, dynamic padding, length-sorted prediction
+  ours_fp32  training.trainer in fp32 (amp=none): length-bucketed batches, dynamic padding, length-sorted prediction
   ours       the same with the default amp=auto: bf16 autocast where the CPU has native bf16 (AVX512-BF16, AMX),
              so this row is the one users get; on other CPUs it is fp32 and ours_fp32 is skipped
 Then: matmul peak of this machine (fp32, bf16), model FLOPs utilisation (MFU) against the peak of each row's
@@ -20,8 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,14 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-
-def peak_rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: KiB
+from benchkit import device_description, peak_rss_gb, run_worker  # noqa: E402
 
 
 def load_rows(args):
     """The same training rows (cycled to steps x batch) and test rows for every way."""
-    from data import load_competition
+    from competition.data import load_competition
     comp = load_competition(args.data, None, verbose=False)
     n_train = args.steps * args.batch_size * args.scale
     idx = [i % len(comp.train_texts) for i in range(n_train)]
@@ -50,7 +46,7 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
     import torch
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                               TrainingArguments, default_data_collator)
-    from backbones import load_tokenizer, quiet_transformers, resolve_backbone
+    from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
     quiet_transformers()
     path = resolve_backbone(args.backbone)
     tok = load_tokenizer(path)
@@ -87,11 +83,12 @@ def run_trainer(args, texts, labels, test_texts, n_labels, strong):
 def run_ours(args, texts, labels, test_texts, n_labels):
     import numpy as np
     import torch
-    from backbones import load_tokenizer, quiet_transformers, resolve_backbone
-    from config import load_config
-    from engine import FoldTrainer, pick_device, precision_name
-    from modeling import build_model
-    from truncation import build_inputs, tokenize_texts
+    from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
+    from core.config import load_config
+    from training.trainer import FoldTrainer
+    from training.device import pick_device, precision_name
+    from model.modeling import build_model
+    from model.truncation import build_inputs, tokenize_texts
     quiet_transformers()
     cfg = load_config(None, [f"backbone={args.backbone}", f"max_len={args.max_len}", "truncation=head",
                              "pooling=cls", f"lr={args.lr}", "llrd_decay=1.0", f"head_lr={args.lr}",
@@ -140,7 +137,7 @@ def model_params(backbone):
 
 
 def real_tokens(args, texts):
-    from backbones import load_tokenizer, resolve_backbone
+    from model.backbones import load_tokenizer, resolve_backbone
     tok = load_tokenizer(resolve_backbone(args.backbone))
     lengths = [len(x) for x in tok(texts, truncation=True, max_length=args.max_len)["input_ids"]]
     return lengths
@@ -190,20 +187,6 @@ def spawn(args, method, scale=1):
     return run_worker(cmd, method)
 
 
-def device_description():
-    import torch
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
-
-
-def run_worker(cmd, label):
-    """Runs a worker subprocess and returns the dict it printed as its last `RESULT {json}` line."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="competition folder (train.csv, test.csv, sample submission)")
@@ -230,7 +213,7 @@ def main():
     where = device_description()
     print(f"data {args.data}, {args.backbone}, max_len {args.max_len}, batch {args.batch_size}, {args.steps} steps, "
           f"predict {args.predict_rows} rows, torch {torch.__version__}, {where}")
-    from engine import amp_dtype, pick_device, precision_name
+    from training.device import amp_dtype, pick_device, precision_name
     device = pick_device()
     default = precision_name(amp_dtype(device))
     ours_ways = ("ours",) if default == "fp32" else ("ours_fp32", "ours")

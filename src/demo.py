@@ -12,9 +12,9 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupShuffleSplit
 
-from artifacts import write_csv, write_text
-from cli import run_cli
-from config import UserError
+from core.artifacts import write_csv, write_text
+from core.cli import run_cli
+from core.config import UserError
 
 ANSWERS = Path("demo_answers/solution.csv")
 
@@ -66,7 +66,7 @@ def held_out(truth, predicted):
 
 def model_predictions(models_dir, names, test_ids):
     """Each experiment's test labels: the fold-mean of its probabilities, like the ensemble takes them."""
-    from ensembling import fold_mean_probabilities
+    from blending.experiments import fold_mean_probabilities
     out = {}
     for name in names:
         df = pd.read_csv(Path(models_dir) / name / "test.csv", dtype={"id": str})
@@ -79,7 +79,7 @@ def model_predictions(models_dir, names, test_ids):
 
 def score(submission="submissions/submission.csv", models_dir="models", report="submissions/report.md"):
     """Score the submission and each model against the kept answers; add the result to the report."""
-    from ensembling import ensemble_verdict
+    from blending.blender import ensemble_verdict
     if not ANSWERS.exists():
         raise UserError(f"{ANSWERS} not found: the held-out score exists only for the built-in demo")
     truth = pd.read_csv(ANSWERS, dtype=str)

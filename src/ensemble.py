@@ -3,15 +3,15 @@
     python src/ensemble.py [EXPERIMENTS ...] [--average prob|logit] [--no-baseline] [--methods forward,stacking]
 
 Without EXPERIMENTS: every models/<name>/ with a metrics.json whose OOF folds match input/folds.csv
-(tfidf-baseline included unless --no-baseline). Every method of src/blend_search.py is scored on fold-held-out OOF
+(tfidf-baseline included unless --no-baseline). Every method of src/blending/blend_search.py is scored on fold-held-out OOF
 rows and the best one writes the submission.
 """
 import argparse
 
-from cli import run_cli
-from blend_search import METHODS
-from config import UserError
-from ensembling import run_ensemble
+from blending.blend_search import METHODS
+from blending.blender import run_ensemble
+from core.cli import run_cli
+from core.config import UserError
 
 
 def main():

@@ -7,10 +7,10 @@
 """
 import argparse
 
-from cli import run_cli
-from config import load_config
-from distributed import setup as setup_distributed
-from pretraining import ensure_checkpoint
+from core.cli import run_cli
+from core.config import load_config
+from core.distributed import setup as setup_distributed
+from training.mlm import ensure_checkpoint
 
 
 def main():

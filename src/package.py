@@ -1,98 +1,16 @@
-"""Write a self-contained inference bundle of the last ensemble: dist/<name>/ and dist/<name>.zip (see bundle.py for
-the layout). Copy it anywhere (an offline Kaggle notebook: upload it as a dataset) and run
+"""Write a self-contained inference bundle of the last ensemble: dist/<name>/ and dist/<name>.zip (see
+blending/bundle.py for the layout). Copy it anywhere (an offline Kaggle notebook: upload it as a dataset) and run
 `python <bundle>/predict.py --test test.csv`; it needs torch, transformers and the libraries listed in its README.
 
     python src/package.py [--name NAME] [--fp16]      (or: bash run.sh package [--fp16])
 """
 import argparse
-import shutil
 from pathlib import Path
 
-import torch
-import yaml
-
-from artifacts import read_json, write_json, write_text
-from backbones import resolve_backbone
-from bundle import BUNDLE_VERSION, competition_format
-from cli import run_cli
-from config import UserError
-from data import find_sample_submission, load_competition
-from ensembling import BASELINE
-from inference import experiment_files, read_recipe, settled, without_unused
-from submission import submission_sep
-
-ROOT = Path(__file__).resolve().parents[1]
-WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt", ".onnx")
-REQUIREMENTS = ("torch", "transformers", "tokenizers", "numpy", "pandas", "scikit-learn", "scipy", "pyyaml", "tqdm",
-                "sentencepiece (DeBERTa-v3 tokenizers only)")
-ENTRY = '''"""Predict with this bundle: python predict.py --test test.csv [--out submission.csv]"""
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "src"))
-
-from predict import bundle_main  # noqa: E402
-
-bundle_main(HERE)
-'''
-
-
-def bundled_recipe(recipe):
-    """The recipe without experiments it gives no weight; refused where the TF-IDF baseline has weight (it refits
-    from the train file, which a bundle does not carry)."""
-    recipe = without_unused(recipe)
-    if BASELINE in recipe["experiments"]:
-        raise UserError(f"the ensemble uses {BASELINE}, which a bundle cannot carry (it is refitted from train.csv); "
-                        f"run python src/ensemble.py --no-baseline, then package")
-    return recipe
-
-
-def copy_backbone(name, dest):
-    """Model config and tokenizer files of a backbone (its weights come with every fold)."""
-    source = Path(resolve_backbone(name))
-    if not source.is_dir():
-        raise UserError(f"backbone {name!r} is not a local folder ({source}); bundles need its files on disk")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in source.iterdir():
-        if f.is_file() and f.suffix not in WEIGHT_FILES:
-            shutil.copy2(f, dest / f.name)
-
-
-def copy_experiment(models_dir, name, dest, fp16):
-    cfg, results = experiment_files(models_dir, name)
-    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg["backbone"])
-    copy_backbone(cfg["backbone"], dest.parent.parent / "backbones" / key)
-    cfg = {**settled(cfg, results), "backbone": f"backbones/{key}", "init": "pretrained", "input_dir": ".",
-           "models_dir": "models"}
-    write_text(dest / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    for k, result in enumerate(results):
-        source, target = Path(models_dir) / name / f"fold{k}" / "model.pt", dest / f"fold{k}" / "model.pt"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if fp16:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-            torch.save({n: t.half() if t.is_floating_point() else t for n, t in state.items()}, target)
-        else:
-            shutil.copyfile(source, target)
-        write_json(dest / f"fold{k}" / "result.json", result)
-    return len(results)
-
-
-def readme(name, manifest, comp_format):
-    return f"""# Inference bundle `{name}`
-
-Predicts {comp_format['task']} targets {comp_format['classes'][:8]} from the text columns {comp_format['text_columns']}
-with {', '.join(manifest['experiments'])} ({manifest['folds']} fold models, {manifest['precision']} weights),
-blended as the ensemble did. Nothing is downloaded: the tokenizers and model configs are inside.
-
-    python {name}/predict.py --test /kaggle/input/<competition>/test.csv --out submission.csv
-
-In an offline Kaggle notebook: upload this folder (or {name}.zip) as a dataset, then run the line above with its
-path under /kaggle/input/. The test file needs the columns `{comp_format['id_column']}` and
-{comp_format['text_columns']}. The GPU is used where there is one (bf16/fp16 autocast).
-
-Needs: {', '.join(REQUIREMENTS)} (all on Kaggle's images; built with torch {torch.__version__}).
-"""
+from blending.bundle_build import bundled_recipe, write_bundle
+from blending.recipe import read_recipe
+from competition.data import find_sample_submission, load_competition
+from core.cli import run_cli
 
 
 def main():
@@ -108,26 +26,11 @@ def main():
     recipe = bundled_recipe(read_recipe(args.recipe))
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
     root = Path(args.out) / args.name
-    tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    folds = sum(copy_experiment(args.models_dir, n, tmp / "models" / n, args.fp16)
-                for n in recipe["experiments"])
-    shutil.copytree(ROOT / "src", tmp / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    write_text(tmp / "predict.py", ENTRY)
-    write_json(tmp / "recipe.json", recipe)
     sample_path = find_sample_submission(args.input_dir, comp.settings["sample_submission"])
-    comp_format = competition_format(comp, submission_sep(comp, sample_path))
-    write_json(tmp / "competition.json", comp_format)
-    manifest = {"bundle_version": BUNDLE_VERSION, "experiments": recipe["experiments"], "folds": folds,
-                "precision": "fp16" if args.fp16 else "fp32"}
-    write_text(tmp / "README.md", readme(args.name, manifest, comp_format))
-    manifest["files"] = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-    write_json(tmp / "manifest.json", manifest)
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    archive = shutil.make_archive(str(root), "zip", root.parent, root.name)
+    manifest = write_bundle(recipe, comp, sample_path, args.models_dir, root, args.fp16)
     size = sum(manifest["files"].values())
-    print(f"bundle {root}/ ({size / 1e6:.1f} MB, {folds} fold models, {manifest['precision']}) and {archive}")
+    print(f"bundle {root}/ ({size / 1e6:.1f} MB, {manifest['folds']} fold models, {manifest['precision']}) and "
+          f"{root}.zip")
     print(f"predict with it anywhere: python {root}/predict.py --test test.csv --out submission.csv")
 
 

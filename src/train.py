@@ -6,12 +6,12 @@
 import argparse
 from pathlib import Path
 
-from artifacts import write_yaml
-from cli import parse_folds, run_cli
-from config import load_config
-from distributed import is_main, setup as setup_distributed
-from experiment import run_experiment
-from tuning import params_overrides, resolve_params
+from core.artifacts import write_yaml
+from core.cli import parse_folds, run_cli
+from core.config import load_config
+from core.distributed import is_main, setup as setup_distributed
+from training.experiment import run_experiment
+from tuning.params import params_overrides, resolve_params
 
 
 def main():

@@ -10,10 +10,10 @@ to models/<name>/best_params.yaml, with models/<name>/tune_history.png and tune_
 """
 import argparse
 
-from cli import parse_folds, run_cli
-from config import UserError, load_config
-from distributed import launched
-from tuning import run_tuning
+from core.cli import parse_folds, run_cli
+from core.config import UserError, load_config
+from core.distributed import launched
+from tuning.search import run_tuning
 
 
 def main():

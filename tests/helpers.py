@@ -73,7 +73,7 @@ def tiny_bert(layers=4):
     import torch
     from transformers import BertConfig
 
-    from modeling import load_backbone
+    from model.modeling import load_backbone
     torch.manual_seed(0)
     return load_backbone(BertConfig(vocab_size=50, hidden_size=TINY_HIDDEN, num_hidden_layers=layers,
                                     num_attention_heads=2, intermediate_size=32))

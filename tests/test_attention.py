@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import BertConfig, MPNetConfig
 
-import attention
-from attention import uses_fused_attention
-from modeling import POOLINGS, TextClassifier, enable_gradient_checkpointing, load_backbone
-from optim import layer_depths
+from model import attention
+from model.attention import uses_fused_attention
+from model.modeling import POOLINGS, TextClassifier, enable_gradient_checkpointing, load_backbone
+from model.optim import layer_depths
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import pytest
 import transformers as hf
 
 from helpers import write_competition
-from truncation import special_tokens
+from model.truncation import special_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)

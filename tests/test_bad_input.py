@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from cli import run_cli
-from data import load_competition
-from folds import load_or_make_folds
+from competition.data import load_competition
+from competition.folds import load_or_make_folds
+from core.cli import run_cli
 from helpers import write_competition
 
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-import blend_search
-from blend_search import Stacker, forward_path, forward_weights, search
-from metrics import probabilities
+from blending import blend_search
+from blending.blend_search import Stacker, forward_path, forward_weights, search
+from competition.metrics import probabilities
 
 
 def three_models(n=600, seed=0, classes=3):

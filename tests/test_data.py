@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config import UserError, load_config
-from data import load_competition
+from competition.data import load_competition
+from core.config import UserError, load_config
 from helpers import write_competition
 
 

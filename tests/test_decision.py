@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import load_competition
-from decision import MIN_POSITIVES, Rules, decision_scores, fit_rules, held_out_decisions, output_kind
-from ensembling import run_ensemble
+from blending.blender import run_ensemble
+from competition.data import load_competition
+from competition.decision import MIN_POSITIVES, Rules, fit_rules, held_out_decisions, output_kind
+from competition.metrics import score_decisions
 from test_ensemble import LABELS, make_comp, read_sub, write_experiment
 
 
@@ -28,7 +29,7 @@ def miscalibrated_multilabel(seed, n=400, labels=6, rare=5):
 def test_tuned_thresholds_never_worsen_the_oof_score_they_were_tuned_on(metric, seed):
     y, prob = miscalibrated_multilabel(seed)
     rules = fit_rules("multi", y, prob, metric)
-    tuned, default = (decision_scores("multi", y, r.apply(prob))[metric] for r in (rules, Rules("multi")))
+    tuned, default = (score_decisions("multi", y, r.apply(prob))[metric] for r in (rules, Rules("multi")))
     assert tuned >= default
     if seed == 0:
         assert tuned > default + 0.05  # squashed probabilities: 0.5 misses most positives
@@ -49,7 +50,7 @@ def test_binary_threshold_and_multiclass_argmax():
     prob = np.stack([1 - p1, p1], axis=1)
     rules = fit_rules("single", y, prob, "accuracy")
     assert rules.binary and rules.threshold < 0.5
-    assert decision_scores("single", y, rules.apply(prob))["accuracy"] > (prob.argmax(1) == y).mean()
+    assert score_decisions("single", y, rules.apply(prob))["accuracy"] > (prob.argmax(1) == y).mean()
     three = np.eye(3)[rng.integers(0, 3, 50)]
     assert fit_rules("single", three.argmax(1), three, "accuracy").describe() == "argmax"
     assert fit_rules("single", y, prob, "log_loss").threshold == 0.5  # probabilistic metrics keep the defaults

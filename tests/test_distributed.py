@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import distributed
+from core import distributed
 from helpers import write_competition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # what torchrun gives each process
 def backbone(tmp_path_factory):
     """splade-tiny with its hidden dropout off. Dropout masks are drawn per process, so only without dropout can two
     processes and one agree to float precision."""
-    from backbones import resolve_backbone
+    from model.backbones import resolve_backbone
     folder = tmp_path_factory.mktemp("backbone") / "splade-tiny-nodrop"
     shutil.copytree(resolve_backbone("splade-tiny"), folder)
     config = json.loads((folder / "config.json").read_text())
@@ -75,7 +75,7 @@ def test_helpers_are_plain_calls_in_one_process():
 
 
 def test_more_processes_than_gpus_is_named_with_the_fix(monkeypatch):
-    from config import UserError
+    from core.config import UserError
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert distributed.own_gpu(1, 2) == 1
     with pytest.raises(UserError, match=r"4 processes on this machine, which has 2 visible GPU\(s\): use NPROC=2"):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-import engine
-from engine import amp_dtype, native_bf16_in
+from training import batching, device
+from training.device import amp_dtype, native_bf16_in
 
 CPU = torch.device("cpu")
 
@@ -24,7 +24,7 @@ def test_native_bf16_read_from_cpu_flags(flags, native):
     (True, "none", None),
 ])
 def test_cpu_autocast_only_where_bf16_is_native(monkeypatch, native, setting, expected):
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     assert amp_dtype(CPU, setting) is expected
 
 
@@ -50,9 +50,9 @@ def restore_cudnn_attention():
 
 def test_cuda_attention_avoids_cudnn_graph_per_shape(restore_cudnn_attention):
     torch.backends.cuda.enable_cudnn_sdp(True)
-    engine.use_shape_agnostic_attention(CPU)
+    device.use_shape_agnostic_attention(CPU)
     assert torch.backends.cuda.cudnn_sdp_enabled()  # nothing changes for a CPU run
-    engine.use_shape_agnostic_attention(torch.device("cuda"))
+    device.use_shape_agnostic_attention(torch.device("cuda"))
     assert not torch.backends.cuda.cudnn_sdp_enabled()
 
 
@@ -64,7 +64,7 @@ def test_cuda_attention_avoids_cudnn_graph_per_shape(restore_cudnn_attention):
 ])
 def test_collator_rounds_batch_length_up_to_a_multiple(lengths, multiple, cap, padded):
     rows = [list(range(1, n + 1)) for n in lengths]
-    batch = engine.Collator(0, multiple=multiple, max_length=cap)(rows)
+    batch = batching.Collator(0, multiple=multiple, max_length=cap)(rows)
     assert batch["input_ids"].shape == (len(rows), padded)
     assert batch["attention_mask"].sum(1).tolist() == lengths
     assert batch["input_ids"][0, :lengths[0]].tolist() == rows[0]
@@ -72,7 +72,7 @@ def test_collator_rounds_batch_length_up_to_a_multiple(lengths, multiple, cap, p
 
 def test_collator_rounds_hierarchical_chunk_length():
     rows = [[[1] * 20, [2] * 7], [[3] * 9]]
-    batch = engine.Collator(0, hierarchical=True, multiple=8, max_length=64)(rows)
+    batch = batching.Collator(0, hierarchical=True, multiple=8, max_length=64)(rows)
     assert batch["input_ids"].shape == (2, 2, 24)
     assert batch["chunk_mask"].tolist() == [[True, True], [True, False]]
     assert batch["attention_mask"].sum(-1).tolist() == [[20, 7], [9, 0]]

@@ -1,5 +1,6 @@
 """Ensembling on tiny fake competitions with fake experiment folders (seeded random logits, no training)."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -7,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ensemble
-from artifacts import logits_frame, write_json
-from config import UserError
-from data import load_competition
-from blend_search import blend, blend_loss, fitted_weights
-from ensembling import run_ensemble
-from metrics import is_better, probabilities, score, score_probabilities
+from blending.blend_search import blend, blend_loss, fitted_weights
+from blending.blender import run_ensemble
+from competition.data import load_competition
+from competition.metrics import is_better, probabilities, score, score_probabilities
+from core.artifacts import logits_frame, write_json
+from core.config import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = ["cat", "dog", "eel"]
 
@@ -217,12 +219,11 @@ def test_multilabel_submissions(tmp_path, kind):
     assert not (tmp_path / "sub" / "confusion.png").exists()
 
 
-def test_cli_prints_one_line_error_and_exits_2(single, monkeypatch, capsys):
+def test_cli_prints_one_line_error_and_exits_2(single):
     comp, folds, truth, kw = single
-    monkeypatch.setattr(sys, "argv", ["ensemble.py", "missing", "--input-dir", kw["input_dir"], "--models-dir",
-                                      kw["models_dir"], "--data-config", kw["data_config"]])
-    with pytest.raises(SystemExit) as exit_info:
-        ensemble.run_cli(ensemble.main)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
+    proc = subprocess.run([sys.executable, str(ROOT / "src" / "ensemble.py"), "missing", "--input-dir", kw["input_dir"],
+                           "--models-dir", kw["models_dir"], "--data-config", kw["data_config"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
     assert err.startswith("error:") and "missing" in err and "\n" not in err

@@ -5,9 +5,9 @@ import random
 import pandas as pd
 import pytest
 
-from config import UserError
-from data import load_competition
-from folds import load_or_make_folds
+from competition.data import load_competition
+from competition.folds import load_or_make_folds
+from core.config import UserError
 from helpers import write_competition
 
 N_CASES = 300

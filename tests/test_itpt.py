@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import experiment
-import pretraining
-from attention import uses_fused_attention
-from config import load_config
-from data import load_competition
+from competition.data import load_competition
+from core.config import load_config
 from helpers import write_competition
+from model.attention import uses_fused_attention
+from model.backbones import resolve_backbone
+from training import experiment
+from training import itpt_cache, mlm
 
 SETTINGS = ["backbone=splade-tiny", "itpt_max_len=32", "itpt_max_steps=30", "itpt_lr=1e-3", "itpt_batch_size=16",
             "itpt_holdout=0.2", "seed=0"]
@@ -39,13 +40,13 @@ def pretrained(tmp_path_factory):
     write_competition(work / "input", n_train=120, n_test=30, seed=5)
     cfg = make_cfg(work)
     comp = load_competition(cfg["input_dir"], cfg["data_config"], verbose=False)
-    folder = pretraining.ensure_checkpoint(cfg, comp)
+    folder = mlm.ensure_checkpoint(cfg, comp)
     return work, cfg, comp, Path(folder)
 
 
 def test_mlm_steps_lower_holdout_loss(pretrained):
     _, _, _, folder = pretrained
-    assert pretraining.is_complete(folder) and folder.parent.name == "itpt" and folder.name.startswith("splade-tiny-")
+    assert itpt_cache.is_complete(folder) and folder.parent.name == "itpt" and folder.name.startswith("splade-tiny-")
     info = json.loads((folder / "itpt.json").read_text())
     before, after = info["holdout_before"], info["holdout_after"]
     assert info["steps"] == 30 and info["corpus"]["texts"] == 150 and info["corpus"]["holdout_texts"] == 30
@@ -59,8 +60,8 @@ def test_cache_reused_for_same_inputs_only(pretrained, monkeypatch, capsys):
     work, cfg, comp, folder = pretrained
     stamp = (folder / "itpt.json").stat().st_mtime_ns
     calls = []
-    monkeypatch.setattr(pretraining, "pretrain", lambda cfg, folder, *a: calls.append(folder))
-    assert pretraining.ensure_checkpoint(dict(cfg), comp) == str(folder)
+    monkeypatch.setattr(mlm, "pretrain", lambda cfg, folder, *a: calls.append(folder))
+    assert mlm.ensure_checkpoint(dict(cfg), comp) == str(folder)
     assert "reusing" in capsys.readouterr().out and not calls
     assert (folder / "itpt.json").stat().st_mtime_ns == stamp
 
@@ -71,16 +72,16 @@ def test_cache_reused_for_same_inputs_only(pretrained, monkeypatch, capsys):
     lines[1] = lines[1] + " extra"
     test_csv.write_text("\n".join(lines) + "\n")
     cfg2 = make_cfg(work, input_dir="input2")
-    new = pretraining.ensure_checkpoint(cfg2)
+    new = mlm.ensure_checkpoint(cfg2)
     assert new != str(folder) and calls == [Path(new)]
     # changed settings, a corpus without test text, an extra in-domain file: each a different folder
     extra = work / "extra.txt"
     extra.write_text("more in-domain text\nand another line\n")
-    names = {pretraining.ensure_checkpoint(make_cfg(work, *s), comp, build=False)
+    names = {mlm.ensure_checkpoint(make_cfg(work, *s), comp, build=False)
              for s in (["itpt_lr=5e-4"], ["itpt_whole_word=true"], ["itpt_include_test=false"],
                        [f"itpt_extra_files=[{extra}]"], ["backbone=minilm-l6"])}
     assert len(names) == 5 and str(folder) not in names and new not in names
-    assert pretraining.ensure_checkpoint(make_cfg(work), comp, build=False) == str(folder)
+    assert mlm.ensure_checkpoint(make_cfg(work), comp, build=False) == str(folder)
 
 
 def test_init_itpt_starts_from_checkpoint_weights(pretrained, monkeypatch):
@@ -95,11 +96,11 @@ def test_init_itpt_starts_from_checkpoint_weights(pretrained, monkeypatch):
 
     experiment_build = experiment.build_model
     monkeypatch.setattr(experiment, "build_model", spy)
-    monkeypatch.setattr(pretraining, "pretrain", lambda *a: pytest.fail("the ITPT checkpoint should be reused"))
+    monkeypatch.setattr(mlm, "pretrain", lambda *a: pytest.fail("the ITPT checkpoint should be reused"))
     metrics = experiment.run_experiment(cfg, verbose=False)
     assert metrics["init"] == str(folder) and all(r["init"] == str(folder) for r in metrics["folds"])
     saved = checkpoint_tensors(folder)
-    original = checkpoint_tensors(pretraining.resolve_backbone("splade-tiny"))
+    original = checkpoint_tensors(resolve_backbone("splade-tiny"))
     assert len(started) == 2
     for path, state in started:
         assert path == str(folder)
@@ -112,7 +113,7 @@ def make_headless_backbone(folder, family="bert"):
     """A tiny BertModel or MPNetModel (as mpnet-base ships) without MLM head (and untied by config), with
     splade-tiny's tokenizer."""
     from transformers import AutoModel, AutoTokenizer, BertConfig, MPNetConfig
-    tokenizer = AutoTokenizer.from_pretrained(pretraining.resolve_backbone("splade-tiny"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("splade-tiny"))
     make = MPNetConfig if family == "mpnet" else BertConfig
     config = make(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=False)
@@ -127,13 +128,13 @@ def test_backbone_without_mlm_head_gets_tied_head(pretrained, tmp_path, capsys, 
     from transformers import AutoModelForMaskedLM
     work, _, comp, _ = pretrained
     backbone = make_headless_backbone(tmp_path / "headless", family)
-    model, note = pretraining.load_mlm_model(str(backbone), "headless")
+    model, note = mlm.load_mlm_model(str(backbone), "headless")
     assert "headless has no MLM head: a new one is initialised, its decoder tied to the input embeddings" \
         in capsys.readouterr().out
     assert note.startswith("new head") and model.get_output_embeddings().weight is model.get_input_embeddings().weight
     assert uses_fused_attention(model) == (family == "mpnet")
 
-    folder = pretraining.ensure_checkpoint(make_cfg(work, f"backbone={backbone}", "itpt_max_steps=3"), comp)
+    folder = mlm.ensure_checkpoint(make_cfg(work, f"backbone={backbone}", "itpt_max_steps=3"), comp)
     info = json.loads(Path(folder, "itpt.json").read_text())
     assert info["head"].startswith("new head") and Path(folder).name.startswith("headless-")
     reloaded, loading = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
@@ -145,15 +146,15 @@ def test_backbone_without_mlm_head_gets_tied_head(pretrained, tmp_path, capsys, 
 def test_incomplete_folders_are_never_taken_as_checkpoints(pretrained, monkeypatch):
     work, _, comp, done = pretrained
     cfg = make_cfg(work, "itpt_max_steps=2")
-    final = Path(pretraining.ensure_checkpoint(cfg, comp, build=False))
+    final = Path(mlm.ensure_checkpoint(cfg, comp, build=False))
 
     # killed while saving: itpt.json never written -> no final folder, no temp left
     def killed(path, obj):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pretraining, "write_json", killed)
+    monkeypatch.setattr(itpt_cache, "write_json", killed)
     with pytest.raises(KeyboardInterrupt):
-        pretraining.ensure_checkpoint(cfg, comp)
+        mlm.ensure_checkpoint(cfg, comp)
     monkeypatch.undo()
     assert not final.exists() and not list(final.parent.glob(f".tmp-{final.name}-*"))
 
@@ -162,8 +163,8 @@ def test_incomplete_folders_are_never_taken_as_checkpoints(pretrained, monkeypat
     shutil.copytree(done, stale)
     shutil.copytree(done, final)
     os.remove(final / "itpt.json")
-    assert pretraining.is_complete(done) and not pretraining.is_complete(final) and not pretraining.is_complete(stale)
-    assert pretraining.ensure_checkpoint(cfg, comp) == str(final)
+    assert itpt_cache.is_complete(done) and not itpt_cache.is_complete(final) and not itpt_cache.is_complete(stale)
+    assert mlm.ensure_checkpoint(cfg, comp) == str(final)
     info = json.loads((final / "itpt.json").read_text())
     assert info["steps"] == 2 and info["settings"]["itpt_max_steps"] == 2  # freshly trained, not the copy
     assert not stale.exists()
@@ -171,12 +172,12 @@ def test_incomplete_folders_are_never_taken_as_checkpoints(pretrained, monkeypat
 
 def test_whole_word_masking_masks_every_piece_of_a_word():
     from transformers import AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(pretraining.resolve_backbone("splade-tiny"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("splade-tiny"))
     texts = ["unbelievable tokenization of antidisestablishmentarianism"] * 64
-    rows = pretraining.encode_corpus(tokenizer, texts, 32, whole_word=True)
+    rows = mlm.encode_corpus(tokenizer, texts, 32, whole_word=True)
     cfg = {"itpt_mlm_probability": 0.5, "itpt_whole_word": True}
-    batch = pretraining.make_batch(rows, list(range(len(rows))), tokenizer.pad_token_id,
-                                   pretraining.mlm_collator(tokenizer, cfg, seed=0))
+    batch = mlm.make_batch(rows, list(range(len(rows))), tokenizer.pad_token_id,
+                                   mlm.mlm_collator(tokenizer, cfg, seed=0))
     masked = (batch["labels"] != -100).tolist()
     ids, _, offsets = rows[0]
     words = {}

@@ -3,7 +3,7 @@ import torch
 from transformers import BertConfig
 
 from helpers import TINY_HIDDEN, tiny_bert
-from modeling import POOLINGS, TextClassifier, load_backbone
+from model.modeling import POOLINGS, TextClassifier, load_backbone
 
 H = TINY_HIDDEN
 
@@ -86,7 +86,7 @@ def test_masked_pooling_runs_under_bf16_autocast(pooling):
 @pytest.mark.parametrize("family,expected", [("bert", 64), ("roberta", 62), ("mpnet", 62), ("deberta-v3", None)])
 def test_max_positions_is_the_longest_input_the_backbone_takes(tmp_path, family, expected):
     from transformers import DebertaV2Config, MPNetConfig, RobertaConfig
-    from modeling import max_positions
+    from model.modeling import max_positions
     size = dict(vocab_size=50, hidden_size=H, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                 max_position_embeddings=64)
     config = {"bert": lambda: BertConfig(**size), "roberta": lambda: RobertaConfig(pad_token_id=1, **size),

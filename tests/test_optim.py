@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import BertConfig, DebertaV2Config, DistilBertConfig, ElectraConfig, RobertaConfig
 
-from modeling import TextClassifier, load_backbone
-from optim import build_optimizer, build_scheduler, llrd_param_groups
+from model.modeling import TextClassifier, load_backbone
+from model.optim import build_optimizer, build_scheduler, llrd_param_groups
 
 TINY = {
     "bert": lambda: BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32),

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import load_competition
+from competition.data import load_competition
 from helpers import make_texts, write_competition
 
 ROOT = Path(__file__).resolve().parents[1]

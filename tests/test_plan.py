@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-import plan
-from config import UserError
+from core.config import UserError
 from helpers import write_competition
+from training import experiment_list as plan
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ def test_a_bundle_whose_labels_differ_from_its_models_is_refused(bundled, tmp_pa
 
 
 def test_experiments_without_weight_are_neither_run_nor_packaged():
-    from inference import without_unused
+    from blending.recipe import without_unused
     recipe = {"experiments": ["a", "b", "c"], "weights": [0.5, 0.0, 0.5], "method": "fitted"}
     assert without_unused(recipe)["experiments"] == ["a", "c"] and without_unused(recipe)["weights"] == [0.5, 0.5]
     stacked = {"experiments": ["a", "b"], "weights": None, "method": "stacking"}

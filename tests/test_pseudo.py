@@ -3,12 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import experiment
-import pseudo
-from config import UserError, load_config
-from data import load_competition
-from engine import TargetScale
+from competition.data import load_competition
+from core.config import UserError, load_config
 from helpers import write_competition
+from training import experiment
+from training import pseudo
+from training.targets import TargetScale
 
 
 def test_select_takes_the_most_confident_rows_up_to_the_share():
@@ -24,9 +24,9 @@ def test_select_takes_the_most_confident_rows_up_to_the_share():
 
 def test_bad_settings_and_missing_source_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="min_confidence"):
-        pseudo.settings({"pseudo_label": {"min_confidence": 0.3}})
+        pseudo.pseudo_settings({"pseudo_label": {"min_confidence": 0.3}})
     with pytest.raises(UserError, match="unknown key"):
-        pseudo.settings({"pseudo_label": {"min_conf": 0.9}})
+        pseudo.pseudo_settings({"pseudo_label": {"min_conf": 0.9}})
     with pytest.raises(UserError, match="run python src/ensemble.py first"):
         pseudo.read_source(tmp_path / "nope.csv", None)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config import UserError
-from data import load_competition
-from folds import make_folds
+from competition.data import load_competition
+from competition.folds import make_folds
+from competition.metrics import regression_scores, selection_metric
+from core.config import UserError
 from helpers import write_competition
-from metrics import regression_scores, selection_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,8 +126,8 @@ def test_ensemble_writes_numbers_in_the_sample_format(trained):
 
 
 def test_tuned_qwk_cut_points_never_lower_oof_qwk():
-    from decision import fit_cut_points, rounding_rules
-    from metrics import qwk
+    from competition.decision import fit_cut_points, rounding_rules
+    from competition.metrics import qwk
     rng = np.random.default_rng(0)
     for trial in range(5):
         y = rng.integers(1, 7, 400).astype(float)[:, None]  # essay scores 1..6
@@ -163,14 +163,14 @@ def test_ordinal_task_selects_by_qwk_and_submits_scores(tmp_path):
 def test_qwk_on_a_continuous_target_is_refused(tmp_path):
     folder = write_competition(tmp_path / "input", targets=1)
     comp = load_competition(folder, "none.yaml", verbose=False)
-    from metrics import competition_metric
+    from competition.metrics import competition_metric
     with pytest.raises(UserError, match="metric qwk needs one integer score per row"):
         competition_metric("qwk", comp)
 
 
 @pytest.mark.parametrize("name, kind", [("auto", "MSELoss"), ("huber", "HuberLoss"), ("l1", "L1Loss")])
 def test_regression_loss_is_configurable(name, kind):
-    from engine import loss_function
+    from training.targets import loss_function
     assert type(loss_function("regression", name)).__name__ == kind
     assert type(loss_function("single", "auto")).__name__ == "CrossEntropyLoss"
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from artifacts import FolderLock
-from config import load_config
+from core.artifacts import FolderLock
+from core.config import load_config
 from helpers import write_competition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,21 +104,21 @@ def test_second_run_on_same_experiment_is_refused(tmp_path):
 
 
 def test_diverged_fold_stops_alone_and_others_are_kept(tmp_path, monkeypatch):
-    import engine
-    from config import UserError
-    from experiment import run_experiment
+    from training import trainer
+    from core.config import UserError
+    from training.experiment import run_experiment
     work = make_work(tmp_path, "nan")
     monkeypatch.chdir(work)
-    real_fit = engine.FoldTrainer.fit
+    real_fit = trainer.FoldTrainer.fit
     calls = []
 
     def fit(self, *args):
         calls.append(1)
         if len(calls) == 1:
-            raise engine.TrainingDiverged("training loss is nan at epoch 1, step 3")
+            raise trainer.TrainingDiverged("training loss is nan at epoch 1, step 3")
         return real_fit(self, *args)
 
-    monkeypatch.setattr(engine.FoldTrainer, "fit", fit)
+    monkeypatch.setattr(trainer.FoldTrainer, "fit", fit)
     cfg = load_config(work / "configs/tiny.yaml", ["epochs=1"])
     with pytest.raises(UserError, match=r"fold\(s\) \[0\] diverged"):
         run_experiment(cfg)
@@ -153,7 +153,7 @@ def test_max_len_above_position_limit(tmp_path):
 
 
 def test_auto_max_len_is_printed_and_kept_by_resumed_folds(tmp_path, monkeypatch):
-    import experiment
+    from training import experiment
     work = make_work(tmp_path, "auto")
     (work / "configs" / "tiny.yaml").write_text(CONFIG.replace("max_len: 32\n", "max_len: auto\n")
                                                 .replace("epochs: 3", "epochs: 1"))

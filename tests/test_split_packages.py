@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-import split_packages
-from config import UserError
-from split_packages import JoinedFile, SplitZip, ensure_cached, is_complete
+from core.config import UserError
+from model import split_packages
+from model.split_packages import JoinedFile, SplitZip, ensure_cached, is_complete
 
 FILES = {"config.json": b'{"model_type": "bert"}', "model.safetensors": os.urandom(50_000), "vocab.txt": b"[PAD]\na\n"}
 
@@ -124,7 +124,7 @@ def test_wrong_checksum_is_refused_and_nothing_cached(site, tmp_path):
 
 
 def test_mpnet_alias_names_all_five_parts_when_none_is_installed(monkeypatch, tmp_path):
-    from backbones import resolve_backbone
+    from model.backbones import resolve_backbone
     monkeypatch.setenv("BACKBONE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(split_packages.importlib.metadata, "distribution", missing_distribution)
     with pytest.raises(UserError) as error:

@@ -4,12 +4,12 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from config import UserError, load_config
-from engine import FoldTrainer
+from core.config import UserError, load_config
 from helpers import TINY_HIDDEN, tiny_bert
-from modeling import TextClassifier, build_model, load_backbone
-from optim import find_layer_stack
-from tricks import AWP, FGM, adversarial_settings, reinit_top_layers, weight_average
+from model.modeling import TextClassifier, build_model, load_backbone
+from model.optim import find_layer_stack
+from model.tricks import AWP, FGM, adversarial_settings, reinit_top_layers, weight_average
+from training.trainer import FoldTrainer
 
 H = TINY_HIDDEN
 

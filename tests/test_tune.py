@@ -15,10 +15,13 @@ import optuna
 import pytest
 import yaml
 
-from config import UserError
+from core.config import UserError
+from core.config import load_config
 from helpers import write_workspace
-from config import load_config
-from tuning import open_storage, parse_search_space, resolve_params, run_tuning
+from tuning.params import resolve_params
+from tuning.search import run_tuning
+from tuning.space import parse_search_space
+from tuning.study import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """name: tiny

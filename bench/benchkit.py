@@ -1,0 +1,62 @@
+"""What several bench/ drivers share (a module, not a script): the machine a figure was measured on, a workspace
+linking a competition's files, and worker subprocesses that print their result as one RESULT line."""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from core.config import UserError  # noqa: E402
+
+
+def workspace(data_dir, root):
+    """root/<data>/input with links to the competition's files (never solution.csv): folds.csv is written there,
+    not into the shared data folder."""
+    data_dir = Path(data_dir).resolve()
+    if not (data_dir / "train.csv").exists() and not any(data_dir.glob("train.*")):
+        raise UserError(f"{data_dir}: no train file; --data takes a competition folder (train.csv, test.csv, ...)")
+    input_dir = Path(root) / data_dir.name / "input"
+    input_dir.mkdir(parents=True, exist_ok=True)
+    for f in data_dir.iterdir():
+        link = input_dir / f.name
+        if f.is_file() and f.name != "solution.csv" and f.suffix in (".csv", ".tsv", ".txt", ".yaml") and not link.exists():
+            link.symlink_to(f)
+    return input_dir
+
+
+def machine():
+    """Where experiments run: GPU name, or CPU model and threads; torch and transformers versions."""
+    import torch
+    import transformers
+    cpu = platform.processor() or "cpu"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu}, {torch.get_num_threads()} threads"
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    return f"{where} (OMP_NUM_THREADS={threads}); torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: KiB
+
+
+def device_description():
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+
+
+def run_worker(cmd, label):
+    """Runs a worker subprocess and returns the dict it printed as its last `RESULT {json}` line."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])

@@ -1,0 +1,232 @@
+"""Ways to combine experiments' OOF probabilities, each scored honestly.
+
+Methods: the best single model, equal weights, non-negative weights fitted on the OOF loss (SLSQP), greedy forward
+selection with replacement (Caruana et al. 2004) and stacking (a logistic-regression meta-model on the models'
+log-probabilities; ridge regression on their predictions for regression targets). Every method is fitted twice: on
+all OOF rows, which gives the test prediction, and once per fold on the other folds' rows, scored on that fold's
+rows ("fold-held-out" OOF). Methods are compared on the
+held-out score alone, so one with more freedom to fit the OOF rows gets no free points from them.
+"""
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logit
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from competition.metrics import LOWER_IS_BETTER, probability_metric, score_probabilities
+
+METHODS = ("best_single", "equal", "fitted", "forward", "stacking")  # simplest first: ties go to the simpler
+MAX_FORWARD_STEPS = 50
+EPS = 1e-7
+
+
+def blend(probs, weights):
+    return np.tensordot(np.asarray(weights, dtype=np.float64), np.stack(probs), axes=1)
+
+
+def mean_loss(task, y, prob):
+    """Log-loss (single-label), mean binary cross-entropy (multi-label) or mean squared error (regression)."""
+    if task == "regression":
+        return float(np.mean((np.asarray(y, dtype=np.float64) - prob) ** 2))
+    p = np.clip(prob, EPS, 1 - EPS)
+    if task == "single":
+        return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def blend_loss(task, y, probs, weights):
+    return mean_loss(task, y, blend(probs, weights))
+
+
+def objective(task, y, prob, metric):
+    """Higher is better: the selection metric (oriented), ties broken by the loss."""
+    value = probability_metric(task, y, prob, metric)
+    return (-value if metric in LOWER_IS_BETTER else value, -mean_loss(task, y, prob))
+
+
+# ---- weights fitted on rows ---------------------------------------------------------------------------------------
+
+def best_single_weights(task, y, probs, metric):
+    best = max(range(len(probs)), key=lambda i: objective(task, y, probs[i], metric))
+    return np.eye(len(probs))[best]
+
+
+def equal_weights(task, y, probs, metric):
+    return np.full(len(probs), 1.0 / len(probs))
+
+
+def fitted_weights(task, y, probs, metric):
+    """Non-negative weights summing to 1 that minimise the OOF loss (SLSQP from equal weights)."""
+    n = len(probs)
+    equal = np.full(n, 1.0 / n)
+    result = minimize(lambda w: blend_loss(task, y, probs, w), equal, method="SLSQP", bounds=[(0.0, 1.0)] * n,
+                      constraints=[{"type": "eq", "fun": lambda w: np.sum(w) - 1.0}])
+    w = np.clip(result.x, 0.0, None)
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        return equal
+    w = w / w.sum()
+    return w if blend_loss(task, y, probs, w) <= blend_loss(task, y, probs, equal) else equal
+
+
+def forward_path(task, y, probs, metric, max_steps=MAX_FORWARD_STEPS):
+    """Caruana's greedy selection with replacement: start from the best single model, then add (again, if it
+    helps) whichever model most improves the objective of the running average; stop when no addition improves it.
+    Returns the picks as [(model index, objective after the pick)]."""
+    first = int(best_single_weights(task, y, probs, metric).argmax())
+    total, path = probs[first], [(first, objective(task, y, probs[first], metric))]
+    for n in range(1, max_steps + 1):
+        scored = [(objective(task, y, (total * n + p) / (n + 1), metric), i) for i, p in enumerate(probs)]
+        best, i = max(scored)
+        if best <= path[-1][1]:
+            break
+        total = (total * n + probs[i]) / (n + 1)
+        path.append((i, best))
+    return path
+
+
+def forward_weights(task, y, probs, metric):
+    """Weights of forward selection: how often each model was picked."""
+    counts = np.bincount([i for i, _ in forward_path(task, y, probs, metric)], minlength=len(probs))
+    return counts / counts.sum()
+
+
+WEIGHT_FITS = {"best_single": best_single_weights, "equal": equal_weights, "fitted": fitted_weights,
+               "forward": forward_weights}
+
+
+# ---- stacking -----------------------------------------------------------------------------------------------------
+
+def stack_features(task, probs):
+    """Single-label: every model's log-probabilities side by side; multi-label: one logit matrix per label;
+    regression: one prediction matrix per target."""
+    if task == "regression":
+        return np.stack(probs)
+    p = np.clip(np.stack(probs), EPS, 1 - EPS)  # (models, rows, classes)
+    if task == "single":
+        return np.concatenate(list(np.log(p)), axis=1)
+    return logit(p)
+
+
+def linear_state(model):
+    """A fitted LogisticRegression or Ridge as plain numbers (JSON, no pickle); None stays None."""
+    if model is None:
+        return None
+    state = {"coef": np.asarray(model.coef_).tolist(), "intercept": np.asarray(model.intercept_).tolist()}
+    if hasattr(model, "classes_"):
+        state["classes"] = np.asarray(model.classes_).tolist()
+    return state
+
+
+def linear_from_state(state, kind):
+    if state is None:
+        return None
+    model = LogisticRegression() if kind == "logistic" else Ridge()
+    model.coef_, model.intercept_ = np.asarray(state["coef"]), np.asarray(state["intercept"])
+    model.n_features_in_ = model.coef_.shape[-1]
+    if "classes" in state:
+        model.classes_ = np.asarray(state["classes"])
+    return model
+
+
+class Stacker:
+    """Logistic regression on the models' log-probabilities (single-label: multinomial over all models' classes;
+    multi-label: one per label on that label's logits from each model; a label with one class in the fitting rows
+    falls back to the models' mean)."""
+
+    def __init__(self, task, n_classes, C=1.0):
+        self.task, self.n_classes, self.C = task, n_classes, C
+
+    def fit(self, probs, y):
+        x = stack_features(self.task, probs)
+        if self.task == "regression":  # ridge per target on every model's prediction of it
+            self.models = [Ridge(alpha=1.0).fit(x[:, :, j].T, y[:, j]) for j in range(y.shape[1])]
+            return self
+        if self.task == "single":
+            self.classes_ = np.unique(y)
+            self.model = LogisticRegression(C=self.C, max_iter=2000).fit(x, y) if len(self.classes_) > 1 else None
+            return self
+        self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(x[:, :, j].T, y[:, j])
+                       if 0 < y[:, j].sum() < len(y) else None for j in range(y.shape[1])]
+        return self
+
+    def state(self):
+        """Everything predict needs, as plain numbers: what predict.py reads back with from_state."""
+        state = {"task": self.task, "n_classes": self.n_classes, "C": self.C}
+        if self.task == "single":
+            return {**state, "classes": np.asarray(self.classes_).tolist(), "model": linear_state(self.model)}
+        return {**state, "models": [linear_state(m) for m in self.models]}
+
+    @classmethod
+    def from_state(cls, state):
+        stacker = cls(state["task"], state["n_classes"], state["C"])
+        kind = "ridge" if state["task"] == "regression" else "logistic"
+        if state["task"] == "single":
+            stacker.classes_, stacker.model = np.asarray(state["classes"]), linear_from_state(state["model"], kind)
+        else:
+            stacker.models = [linear_from_state(m, kind) for m in state["models"]]
+        return stacker
+
+    def predict(self, probs):
+        x = stack_features(self.task, probs)
+        if self.task == "single":
+            out = np.full((x.shape[0], self.n_classes), EPS)
+            if self.model is None:
+                out[:, self.classes_[0]] = 1.0
+            else:
+                out[:, self.model.classes_] = self.model.predict_proba(x)
+            return out / out.sum(1, keepdims=True)
+        if self.task == "regression":
+            return np.stack([m.predict(x[:, :, j].T) for j, m in enumerate(self.models)], axis=1)
+        mean = np.mean(probs, axis=0)
+        return np.stack([m.predict_proba(x[:, :, j].T)[:, 1] if m is not None else mean[:, j]
+                         for j, m in enumerate(self.models)], axis=1)
+
+
+# ---- honest comparison --------------------------------------------------------------------------------------------
+
+def held_out_prediction(folds, fit_predict):
+    """Each fold's rows predicted by a combination fitted on the other folds' rows only."""
+    out = None
+    for k in np.unique(folds):
+        rows = folds == k
+        pred = fit_predict(~rows, rows)
+        out = np.zeros((len(folds),) + pred.shape[1:]) if out is None else out
+        out[rows] = pred
+    return out
+
+
+def weight_method(name):
+    fit = WEIGHT_FITS[name]
+
+    def run(task, y, folds, probs, test_probs, metric):
+        weights = fit(task, y, probs, metric)
+        held = held_out_prediction(folds, lambda train, rows: blend(
+            [p[rows] for p in probs], fit(task, y[train], [p[train] for p in probs], metric)))
+        return {"weights": weights, "oof": blend(probs, weights), "held_out": held, "test": blend(test_probs, weights)}
+    return run
+
+
+def stacking_method(task, y, folds, probs, test_probs, metric):
+    n_classes = probs[0].shape[1]
+    held = held_out_prediction(folds, lambda train, rows: Stacker(task, n_classes).fit(
+        [p[train] for p in probs], y[train]).predict([p[rows] for p in probs]))
+    final = Stacker(task, n_classes).fit(probs, y)
+    return {"weights": None, "stacker": final, "oof": final.predict(probs), "held_out": held,
+            "test": final.predict(test_probs)}
+
+
+RUNNERS = {**{name: weight_method(name) for name in WEIGHT_FITS}, "stacking": stacking_method}
+
+
+def search(task, y, folds, probs, test_probs, metric, methods=METHODS):
+    """Every method's in-sample and fold-held-out OOF scores and test prediction; `chosen` is the method with the
+    best held-out objective (ties to the simpler one). Single-model inputs only get best_single."""
+    methods = ("best_single",) if len(probs) == 1 else methods
+    results = {}
+    for name in methods:
+        r = RUNNERS[name](task, y, folds, probs, test_probs, metric)
+        r["scores"] = score_probabilities(task, y, r["oof"])
+        r["held_out_scores"] = score_probabilities(task, y, r["held_out"])
+        r["objective"] = objective(task, y, r["held_out"], metric)
+        results[name] = r
+    chosen = max(methods, key=lambda m: (results[m]["objective"], -methods.index(m)))
+    return results, chosen

@@ -1,0 +1,137 @@
+"""Kaggle training tricks beyond the paper, each off by default and switched on by a config key:
+EMA of the weights (`ema_decay`), re-initialised top encoder layers (`reinit_layers`) and adversarial training on
+the embeddings (FGM) or the weights (AWP) (`adversarial`). Multi-sample dropout lives in the head (modeling.py)."""
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from core.config import UserError, check_keys
+from model.optim import find_layer_stack
+
+ADVERSARIAL = {"kind": "fgm", "eps": None, "lr": 1.0, "start_epoch": 1}
+DEFAULT_EPS = {"fgm": 1.0, "awp": 1e-3}  # FGM: L2 size of the embedding step; AWP: step bound relative to |w|
+
+
+def ema_decay_at(decay, n_averaged):
+    """The decay of the n-th update after the first: min(decay, (1 + n) / (10 + n)). Early averages forget the
+    first weights fast, so short runs (a few hundred steps) are not dragged back to where training started."""
+    return min(decay, (1 + n_averaged) / (10 + n_averaged))
+
+
+def weight_average(model, decay):
+    """An exponential moving average of `model`'s weights, or None for decay 0. The first update copies the weights;
+    update n then sets avg <- d * avg + (1 - d) * weights with d = ema_decay_at(decay, n). Evaluation and prediction
+    use `avg.module`; buffers (position ids) stay as copied."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise UserError(f"ema_decay must be in (0, 1) (e.g. 0.99; 0 turns EMA off), got {decay}")
+
+    def update(averaged, current, n_averaged):
+        torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(n_averaged)))
+
+    return AveragedModel(model, multi_avg_fn=update)
+
+
+def reinit_top_layers(backbone, k):
+    """Re-initialise the top k transformer blocks the way the backbone's class initialises new weights (Zhang et al.
+    2021, "Revisiting few-sample BERT fine-tuning"). Returns the re-initialised blocks."""
+    if k <= 0:
+        return []
+    _, layers = find_layer_stack(backbone)
+    if k > len(layers):
+        raise UserError(f"reinit_layers {k} exceeds the backbone's {len(layers)} layers")
+    top = list(layers)[-k:]
+    for block in top:
+        for p in block.parameters():
+            p._is_hf_initialized = False  # transformers skips weights it marked as loaded
+        block.apply(backbone._init_weights)
+    return top
+
+
+def adversarial_settings(cfg):
+    given = cfg.get("adversarial") or {}
+    if not given:
+        return None
+    if not isinstance(given, dict):
+        raise UserError(f"adversarial must be a mapping like {{kind: fgm, eps: 1.0, start_epoch: 2}}, got {given!r}")
+    check_keys(given, ADVERSARIAL, "adversarial")
+    s = {**ADVERSARIAL, **given}
+    if s["kind"] not in DEFAULT_EPS:
+        raise UserError(f"adversarial kind must be fgm or awp, got {s['kind']!r}")
+    s["eps"] = float(DEFAULT_EPS[s["kind"]] if s["eps"] is None else s["eps"])
+    if s["eps"] <= 0 or float(s["lr"]) <= 0 or int(s["start_epoch"]) < 1:
+        raise UserError(f"adversarial: eps and lr must be positive and start_epoch 1 or more, got {given}")
+    return s
+
+
+class FGM:
+    """Fast Gradient Method (Miyato et al. 2017): step the word embeddings by eps * g / ||g|| along their gradient,
+    add the loss gradient there to the clean one, step back."""
+
+    def __init__(self, model, eps):
+        self.weight = model.backbone.get_input_embeddings().weight
+        self.eps, self.backup = eps, None
+
+    def attack(self):
+        grad = self.weight.grad
+        norm = torch.linalg.vector_norm(grad) if grad is not None else None
+        if norm is None or not torch.isfinite(norm) or norm == 0:
+            return False
+        self.backup = self.weight.detach().clone()
+        self.weight.data.add_(grad, alpha=self.eps / norm.item())
+        return True
+
+    def restore(self):
+        self.weight.data.copy_(self.backup)
+        self.backup = None
+
+
+class AWP:
+    """Adversarial Weight Perturbation (Wu et al. 2020) as Kaggle solutions use it: each weight matrix of the backbone
+    steps by lr * |w| * g / ||g|| along its gradient, clamped to within eps * |w| (elementwise) of where it was."""
+
+    def __init__(self, model, eps, lr):
+        self.params = [p for n, p in model.backbone.named_parameters() if p.requires_grad and p.ndim >= 2
+                       and "embeddings" not in n]
+        self.eps, self.lr, self.backup = eps, lr, None
+
+    def attack(self):
+        self.backup = [p.detach().clone() for p in self.params]
+        moved = False
+        for p, w in zip(self.params, self.backup):
+            if p.grad is None:
+                continue
+            g_norm = torch.linalg.vector_norm(p.grad)
+            if not torch.isfinite(g_norm) or g_norm == 0:
+                continue
+            step = self.lr * torch.linalg.vector_norm(w) / g_norm
+            bound = self.eps * w.abs()
+            p.data.add_(p.grad, alpha=step.item()).clamp_(min=w - bound, max=w + bound)
+            moved = True
+        return moved
+
+    def restore(self):
+        for p, w in zip(self.params, self.backup):
+            p.data.copy_(w)
+        self.backup = None
+
+
+def build_adversary(model, cfg):
+    """(adversary, first epoch it runs in, 1-based) or (None, None)."""
+    s = adversarial_settings(cfg)
+    if s is None:
+        return None, None
+    adversary = FGM(model, s["eps"]) if s["kind"] == "fgm" else AWP(model, s["eps"], float(s["lr"]))
+    return adversary, int(s["start_epoch"])
+
+
+def describe_tricks(cfg):
+    """The tricks a config switches on, for the run's first line ('' for none)."""
+    parts = [f"EMA {cfg['ema_decay']}" if cfg.get("ema_decay") else "",
+             f"multi-sample dropout x{cfg['msd_samples']}" if cfg.get("msd_samples", 1) > 1 else "",
+             f"top {cfg['reinit_layers']} layers re-initialised" if cfg.get("reinit_layers") else ""]
+    s = adversarial_settings(cfg)
+    if s:
+        parts.append(f"{s['kind'].upper()} eps {s['eps']:g}" + (f" lr {s['lr']:g}" if s["kind"] == "awp" else "")
+                     + f" from epoch {s['start_epoch']}")
+    return ", ".join(p for p in parts if p)

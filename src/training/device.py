@@ -1,0 +1,58 @@
+"""Device and precision policy: seeding, the GPU of this process, autocast dtype (bf16/fp16/fp32)."""
+import functools
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def pick_device():
+    """This process's GPU (torchrun: the one its LOCAL_RANK names, see distributed.setup), else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def native_bf16_in(cpuinfo):
+    """AVX512-BF16 or AMX-BF16 among the CPU flags. Only there does bf16 beat fp32 on a CPU (bench/throughput.py on
+    an AMD EPYC with avx512_bf16: 1.8x training, 2.5x prediction, same loss); elsewhere bf16 is emulated and slower."""
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16():
+    try:
+        return native_bf16_in(Path("/proc/cpuinfo").read_text())
+    except OSError:  # macOS, Windows: no /proc
+        return False
+
+
+def amp_dtype(device, setting="auto"):
+    """Autocast dtype. auto: bf16 on CUDA GPUs with bf16 tensor cores (Ampere on), fp16 on older ones (T4, V100,
+    where torch would emulate bf16, slowly), bf16 on CPUs with native bf16, else fp32 (None). bf16: bf16 wherever.
+    none: fp32."""
+    if setting == "none":
+        return None
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if setting == "bf16" or native else torch.float16
+    return torch.bfloat16 if setting == "bf16" or cpu_has_native_bf16() else None
+
+
+def use_shape_agnostic_attention(device):
+    """On CUDA, keep PyTorch's scaled-dot-product attention off its cuDNN kernel, which on Hopper it prefers for
+    bf16: cuDNN builds a graph for every new (batch, length) shape, and dynamic padding makes nearly every batch a
+    new shape. Flash and memory-efficient attention take any shape as it comes."""
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def precision_name(dtype):
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]

@@ -1,0 +1,233 @@
+"""One experiment = one config run over every fold: tokenise once, train each fold, assemble OOF/test logits."""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from competition.data import load_competition
+from competition.folds import load_or_make_folds
+from competition.metrics import competition_metric
+from core.artifacts import ExperimentDir, FolderLock, save_weights, write_yaml
+from core.config import DEFAULTS, PATH_KEYS, UserError
+from core.distributed import on_main, seed_per_rank
+from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
+from model.modeling import build_model, max_positions
+from model.tricks import describe_tricks
+from model.truncation import build_inputs, choose_max_len, length_report, tokenize_texts
+from training.device import amp_dtype, pick_device, precision_name, seed_everything
+from training.oof import assemble
+from training.pseudo import load_pseudo_labels, training_targets
+from training.trainer import FoldTrainer, TrainingDiverged
+
+
+def prepare(cfg):
+    comp = load_competition(cfg["input_dir"], cfg["data_config"])
+    folds = load_or_make_folds(comp, cfg["n_folds"], cfg["seed"], f"{cfg['input_dir']}/folds.csv")
+    return comp, folds
+
+
+def init_checkpoint(cfg, comp=None, build=True):
+    """The weights a model starts from: the backbone's own, its ITPT checkpoint (`init: itpt`, pre-trained first
+    when missing unless build=False), or a checkpoint folder. Returns (backbone path, start-from path)."""
+    backbone_path = resolve_backbone(cfg["backbone"])
+    if cfg["init"] in ("pretrained", "", None):
+        return backbone_path, backbone_path
+    if cfg["init"] == "itpt":
+        from training.mlm import ensure_checkpoint
+        return backbone_path, ensure_checkpoint(cfg, comp, build=build)
+    from pathlib import Path
+    if Path(cfg["init"]).is_dir():
+        return backbone_path, cfg["init"]
+    raise UserError(f"init '{cfg['init']}' is neither 'pretrained' nor an existing checkpoint folder")
+
+
+def check_max_len(cfg, path):
+    limit = max_positions(path)
+    if limit and cfg["max_len"] != "auto" and cfg["max_len"] > limit:
+        raise UserError(f"max_len {cfg['max_len']} exceeds {cfg['backbone']}'s position limit {limit}; "
+                        f"use --set max_len={limit} or truncation=hierarchical")
+
+
+
+def with_max_len(cfg, lengths, backbone_path, exp):
+    """cfg with `max_len: auto` settled: as the experiment's finished folds had it, else by choose_max_len. Prints
+    the choice and what truncation does to the train texts."""
+    if cfg["max_len"] != "auto":
+        print(length_report(lengths, cfg))
+        return cfg
+    done = [exp.load_fold(k)[3].get("max_len") for k in range(cfg["n_folds"]) if exp.fold_done(k)]
+    if done and done[0]:
+        max_len, reason = done[0], "as the finished folds of this experiment"
+    else:
+        max_len, reason = choose_max_len(lengths, max_positions(backbone_path), pick_device().type == "cuda")
+    cfg = {**cfg, "max_len": max_len}
+    print(f"max_len auto -> {max_len} ({reason}); {length_report(lengths, cfg)}")
+    return cfg
+
+
+def check_same_settings(exp, cfg):
+    """Finished folds of models/<name>/ must come from the same settings, or their CV would mix runs."""
+    import yaml
+    saved_path = exp.root / "config.yaml"
+    if not saved_path.exists() or not any(exp.fold_done(k) for k in range(cfg["n_folds"])):
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    changed = [f"{k}: {saved.get(k, DEFAULTS.get(k))!r} -> {v!r}" for k, v in cfg.items()
+               if k not in PATH_KEYS and saved.get(k, DEFAULTS.get(k)) != v]
+    if changed:
+        raise UserError(f"{exp.root} holds folds trained with other settings ({'; '.join(changed[:4])}); "
+                        f"give the experiment a new name (--set name=...) or delete {exp.root} (run.sh --force)")
+
+
+def with_pseudo_labels(train_rows, train_y, test_rows, pseudo, comp):
+    """A fold's training rows and targets plus the pseudo-labelled test rows (validation rows are never touched)."""
+    if pseudo is None:
+        return train_rows, train_y
+    return (train_rows + [test_rows[i] for i in pseudo.positions],
+            training_targets(comp.task, train_y, pseudo, len(comp.classes)))
+
+
+def subsample(train_idx, limit, seed):
+    if not limit or len(train_idx) <= limit:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train_idx, size=limit, replace=False))
+
+
+def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=True):
+    """Train the folds in `fold_list` (default: all) that are not finished yet; assemble outputs when all are.
+    A fold whose loss diverges is reported and, with keep_going, the other folds still train."""
+    quiet_transformers()
+    comp, folds = prepare(cfg)
+    metric = competition_metric(cfg["metric"], comp)
+    if cfg.get("loss", "auto") != "auto" and comp.task != "regression":
+        raise UserError(f"loss '{cfg['loss']}' is for regression targets; this is a {comp.task}-label task: "
+                        f"remove `loss` (cross-entropy is used)")
+    exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    on_main(lambda: write_settings(cfg, comp, exp))
+    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going)
+    return on_main(lambda: assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose))
+
+
+def write_settings(cfg, comp, exp):
+    """Checks the config against the backbone and the experiment's finished folds, then saves it (briefly locked;
+    folds lock one by one)."""
+    with FolderLock(exp.root, SHARED_WAIT_S):
+        backbone_path, _ = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
+        check_max_len(cfg, backbone_path)
+        check_same_settings(exp, cfg)
+        write_yaml(exp.root / "config.yaml", cfg)
+
+
+def assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose):
+    with FolderLock(exp.root, SHARED_WAIT_S):
+        if all(exp.fold_done(k) for k in range(cfg["n_folds"])):
+            return assemble(cfg, comp, folds, exp, metric, start_from, verbose)
+    print(f"{cfg['name']}: folds {[k for k in range(cfg['n_folds']) if exp.fold_done(k)]} of {cfg['n_folds']} done; "
+          f"the CV is written when all are")
+    return None
+
+
+SHARED_WAIT_S = 10.0  # how long a run waits for another one checking settings or assembling the same experiment
+
+
+def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
+    """Trains the unfinished folds of `fold_list`, each under its own lock: a fold another process (or machine,
+    on a shared models folder) is training is skipped here. Returns the path the models started from."""
+    fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
+    todo = on_main(lambda: [k for k in fold_list if not exp.fold_done(k)])
+    start_from = init_checkpoint(cfg, comp, build=False)[1]
+    pseudo = None
+    if todo:
+        backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
+        tokenizer = load_tokenizer(backbone_path)
+        train_ids = tokenize_texts(tokenizer, comp.train_texts, "tokenise train")
+        cfg = on_main(lambda: with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp))
+        rows = build_inputs(tokenizer, train_ids, cfg)
+        test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
+        pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
+        device = pick_device()
+        tricks = describe_tricks(cfg)
+        print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
+              f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
+              f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
+              f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
+        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
+    diverged, locks = {}, {}
+    for k in todo:
+        claim = on_main(lambda: claim_fold(exp, k, locks))
+        if claim != "train":
+            if claim:
+                print(f"fold {k}: skipped, {claim} is training it")
+            continue
+        try:
+            train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval)
+        except TrainingDiverged as e:
+            if not keep_going:
+                raise
+            diverged[k] = str(e)
+            exp.log({"fold": k, "diverged": str(e)})
+            print(f"fold {k}: diverged ({e}); nothing saved for it, the other folds go on")
+        finally:
+            if k in locks:
+                locks.pop(k).release()
+    if diverged:
+        raise UserError(f"{exp.root}: fold(s) {sorted(diverged)} diverged (NaN loss): {next(iter(diverged.values()))}; "
+                        f"finished folds are kept, rerun with a lower lr to train the missing ones")
+    return start_from
+
+
+def claim_fold(exp, k, locks):
+    """Takes fold k's lock into `locks`. Returns "train", None where the fold was finished by another process since
+    the list was made, or the holder of the lock."""
+    lock = FolderLock(exp.fold(k))
+    if not lock.acquire():
+        owner = lock.owner()
+        lock.release()
+        return owner
+    if exp.fold_done(k):
+        lock.release()
+        return None
+    locks[k] = lock
+    return "train"
+
+
+@dataclass
+class FoldInputs:
+    """What every fold of a run shares: model inputs of train and test rows, pseudo-labels, where to start from."""
+    rows: list
+    test_rows: list
+    pseudo: object
+    pad_id: int
+    device: object
+    start_from: str
+
+
+def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
+    """One fold: train, keep the best checkpoint, predict the test rows, save everything (result.json last)."""
+    rows, test_rows, pseudo, start_from = inputs.rows, inputs.test_rows, inputs.pseudo, inputs.start_from
+    started = time.time()
+    train_idx = subsample(np.flatnonzero(folds != k), cfg["max_train_rows"], cfg["seed"])
+    valid_idx = np.flatnonzero(folds == k)
+    print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
+    seed_everything(cfg["seed"] + k)
+    model = build_model(cfg, start_from, len(comp.classes))
+    seed_per_rank(cfg["seed"] + k)
+    log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
+    trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
+                          checkpoint_path=exp.fold(k) / "resume.pt")
+    train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows, pseudo, comp)
+    best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
+    test_logits = trainer.predict(test_rows)
+    result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
+              "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
+              "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
+              "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
+    on_main(lambda: save_fold(exp, k, trainer, [comp.train_ids[i] for i in valid_idx], test_logits, result))
+    print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
+
+
+def save_fold(exp, k, trainer, valid_ids, test_logits, result):
+    save_weights(exp.fold(k) / "model.pt", trainer.best_state)
+    exp.save_fold(k, valid_ids, trainer.best_valid_logits, test_logits, result)
+    (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed

@@ -1,0 +1,23 @@
+"""The prediction loop: logits of any rows in their given order, length-sorted batches, autocast."""
+import numpy as np
+import torch
+
+from core.distributed import gather_rows, my_batches
+from core.progress import progress
+from training.batching import sequence_length, sorted_batches, to_device
+
+
+@torch.inference_mode()
+def predict_logits(model, rows, collate, batch_size, device, dtype=None, desc="predict"):
+    """Logits for `rows` in their given order; batches are length-sorted so padding is minimal. Under torchrun each
+    rank predicts every world_size-th batch and every rank gets all rows back."""
+    model.eval()
+    lengths = np.array([sequence_length(r) for r in rows])
+    out = np.zeros((len(rows), model.classifier.out_features), dtype=np.float32)
+    batches = my_batches(sorted_batches(lengths, batch_size))
+    for idx in progress(batches, desc=desc, unit="batch", leave=False):
+        batch = to_device(collate([rows[i] for i in idx]), device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**batch)
+        out[idx] = logits.float().cpu().numpy()
+    return gather_rows(out, batches)

@@ -1,0 +1,88 @@
+"""Pseudo-labels: confident test predictions of a finished ensemble added to each fold's training rows, never to its
+validation rows. Off by default; `pseudo_label: {min_confidence: 0.95, max_share: 0.3}` in a config turns it on.
+Their source is submissions/ensemble_test.csv (src/ensemble.py writes it: the submitted method's test probabilities).
+One caveat stays: the ensemble that labelled the test rows was trained on every fold, so a fold's validation labels
+have shaped its pseudo-labels a little; the CV of a pseudo-labelled experiment leans slightly optimistic."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.config import UserError, check_keys
+
+SETTINGS = {"min_confidence": 0.95, "max_share": 0.3, "soft": False, "source": "submissions/ensemble_test.csv"}
+
+
+@dataclass
+class PseudoLabels:
+    positions: np.ndarray                  # rows of test.csv
+    targets: np.ndarray                    # class indices, or (soft / multi-label) a float matrix
+    info: dict = field(default_factory=dict)
+
+
+def pseudo_settings(cfg):
+    given = cfg.get("pseudo_label") or {}
+    if not isinstance(given, dict):
+        raise UserError(f"pseudo_label must be a mapping like {{min_confidence: 0.95, max_share: 0.3}}, got {given!r}")
+    check_keys(given, SETTINGS, "pseudo_label")
+    s = {**SETTINGS, **given}
+    if not 0.5 <= float(s["min_confidence"]) < 1 or not 0 < float(s["max_share"]) <= 1:
+        raise UserError(f"pseudo_label: min_confidence must be in [0.5, 1) and max_share in (0, 1], got {s}")
+    return s
+
+
+def read_source(path, comp):
+    """The ensemble's test probabilities in test.csv order, columns in class order."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"pseudo_label: {path} not found; run python src/ensemble.py first (it writes the ensemble's "
+                        f"test probabilities there)")
+    df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    classes = [str(c) for c in comp.classes]
+    if list(df.columns) != ["id"] + classes or set(df["id"]) != set(comp.test_ids):
+        raise UserError(f"pseudo_label: {path} does not match this competition's test ids and classes; "
+                        f"rerun python src/ensemble.py")
+    return df.set_index("id").loc[comp.test_ids, classes].to_numpy(np.float64)
+
+
+def confidence(task, prob):
+    """Single-label: the top probability; multi-label: the least certain label's distance from a coin flip."""
+    return prob.max(1) if task == "single" else np.abs(prob - 0.5).min(1) + 0.5
+
+
+def select(task, prob, min_confidence, limit, soft):
+    """The at most `limit` most confident test rows at or above `min_confidence`, with their targets."""
+    conf = confidence(task, prob)
+    order = np.argsort(-conf, kind="stable")
+    picked = order[conf[order] >= min_confidence][:limit]
+    if soft or task == "multi":
+        targets = prob[picked] if soft else (prob[picked] >= 0.5).astype(np.float64)
+    else:
+        targets = prob[picked].argmax(1)
+    return np.sort(picked), targets[np.argsort(picked)]
+
+
+def load_pseudo_labels(cfg, comp, train_rows_per_fold):
+    """Pseudo-labels for this config, or None when it is off."""
+    if not cfg.get("pseudo_label"):
+        return None
+    s = pseudo_settings(cfg)
+    if comp.task == "regression":
+        raise UserError("pseudo_label picks confident class predictions; a regression has none: remove pseudo_label")
+    prob = read_source(s["source"], comp)
+    limit = int(s["max_share"] * train_rows_per_fold)
+    positions, targets = select(comp.task, prob, float(s["min_confidence"]), limit, bool(s["soft"]))
+    info = {**s, "rows": int(len(positions)), "of_test_rows": len(comp.test_ids)}
+    print(f"pseudo-labels: {len(positions)} of {len(comp.test_ids)} test rows at confidence >= {s['min_confidence']} "
+          f"({'soft' if s['soft'] else 'hard'} targets from {s['source']}) join every fold's training rows")
+    return PseudoLabels(positions, targets, info)
+
+
+def training_targets(task, y_train, pseudo, n_classes):
+    """Real and pseudo targets in one array: class indices, or a float matrix where soft single-label targets need it."""
+    if pseudo is None:
+        return y_train
+    if task == "single" and pseudo.targets.ndim == 2:
+        return np.concatenate([np.eye(n_classes)[y_train], pseudo.targets])
+    return np.concatenate([y_train, pseudo.targets])

@@ -1,0 +1,82 @@
+"""The TF-IDF baseline: word and character n-gram TF-IDF + logistic regression (ridge regression for regression
+targets), fitted per fold on the shared folds; the classical reference for every CV figure."""
+import time
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline, make_union
+
+from competition.metrics import competition_metric, score
+from core.artifacts import ExperimentDir, FolderLock, write_yaml
+from training.experiment import check_same_settings, prepare
+from training.oof import assemble
+
+BASELINE_KEYS = {"C": 10.0, "max_features": 200000}
+
+
+def tfidf_model(task, C, max_features):
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=max_features),
+    )
+    if task == "regression":
+        return make_pipeline(features, Ridge(alpha=1.0))
+    clf = LogisticRegression(C=C, max_iter=2000)
+    return make_pipeline(features, clf if task == "single" else OneVsRestClassifier(clf))
+
+
+def logits_of(model, task, texts):
+    if task == "regression":
+        return model.predict(texts).reshape(len(texts), -1)
+    if task == "single":
+        return model.predict_log_proba(texts)
+    p = np.clip(model.predict_proba(texts), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def run_baseline(cfg):
+    comp, folds = prepare(cfg)
+    metric = competition_metric(cfg["metric"], comp)
+    exp = ExperimentDir(cfg["models_dir"], cfg["name"])
+    with FolderLock(exp.root):
+        return train_baseline(cfg, comp, folds, metric, exp)
+
+
+def train_baseline(cfg, comp, folds, metric, exp):
+    check_same_settings(exp, cfg)
+    write_yaml(exp.root / "config.yaml", cfg)
+    train_texts, test_texts = np.array(comp.train_texts, dtype=object), np.array(comp.test_texts, dtype=object)
+    for k in range(cfg["n_folds"]):
+        if exp.fold_done(k):
+            continue
+        started = time.time()
+        va = np.flatnonzero(folds == k)
+        model = fold_model(cfg, comp, folds, k)
+        valid_logits, test_logits = predict_texts(model, comp, train_texts[va]), predict_texts(model, comp, test_texts)
+        scores = score(comp.task, comp.y[va], valid_logits)
+        result = {"fold": k, **scores, "seconds": round(time.time() - started, 1), "init": "tfidf"}
+        exp.save_fold(k, [comp.train_ids[i] for i in va], valid_logits, test_logits, result)
+        print(f"fold {k}: {metric} {scores[metric]:.4f} ({result['seconds']:.0f}s)")
+    return assemble(cfg, comp, folds, exp, metric, "tfidf")
+
+
+def fold_model(cfg, comp, folds, k):
+    """The baseline of fold k, fitted on the other folds' rows (deterministic: refitting gives the same model)."""
+    train = np.flatnonzero(folds != k)
+    texts = np.array(comp.train_texts, dtype=object)[train]
+    return tfidf_model(comp.task, cfg["C"], cfg["max_features"]).fit(texts, comp.y[train])
+
+
+def predict_texts(model, comp, texts):
+    full = np.full((len(texts), len(comp.classes)), -30.0) if comp.task == "single" else None
+    return expand(logits_of(model, comp.task, texts), model, comp, full)
+
+
+def expand(logits, model, comp, full):
+    """Single-label: put the classes seen in this fold's training rows into the full class columns."""
+    if full is None:
+        return logits
+    full[:, model.classes_] = logits
+    return full
