@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from benchkit import machine, workspace  # noqa: E402
 from core.artifacts import BASELINE, ExperimentDir, write_text  # noqa: E402
 from core.cli import parse_folds, run_cli  # noqa: E402
-from core.config import DEFAULTS, UserError, check_keys, coerce, load_config, parse_value  # noqa: E402
+from core.config import DEFAULTS, coerce, load_config, parse_value  # noqa: E402
+from core.errors import UserError  # noqa: E402
+from core.validation import check_keys  # noqa: E402
 
 GRIDS = ROOT / "bench" / "grids.yaml"
 DOC = ROOT / "docs" / "experiments.md"
@@ -70,11 +72,11 @@ def fold_summary(exp, folds, keys):
 
 def tfidf_reference(first, folds, keys):
     """src/baseline.py's TF-IDF + logistic regression on the same folds (seconds on a CPU), for scale."""
-    from training.tfidf import BASELINE_KEYS, run_baseline
+    from core.keys import BASELINE_KEYS
+    from training.tfidf import run_baseline
     models_dir = Path(first["input_dir"]).parent / "tfidf"
-    cfg = load_config(None, ["name=tfidf-baseline"], extra_keys=BASELINE_KEYS)
+    cfg = load_config(None, [f"name={BASELINE}"], extra_keys=BASELINE_KEYS)
     cfg.update({k: first[k] for k in ("input_dir", "data_config", "n_folds", "seed")}, models_dir=str(models_dir))
-    cfg.update({k: type(v)(cfg.get(k, v)) for k, v in BASELINE_KEYS.items()})
     exp = ExperimentDir(models_dir, BASELINE)
     if fold_summary(exp, folds, keys) is None:
         run_baseline(cfg)

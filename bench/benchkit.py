@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from core.config import UserError  # noqa: E402
+from core.errors import UserError  # noqa: E402
 
 
 def workspace(data_dir, root):

@@ -14,7 +14,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from core.artifacts import write_csv, write_text
 from core.cli import run_cli
-from core.config import UserError
+from core.errors import UserError
 
 ANSWERS = Path("demo_answers/solution.csv")
 

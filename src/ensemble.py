@@ -11,7 +11,7 @@ import argparse
 from blending.blend_search import METHODS
 from blending.blender import run_ensemble
 from core.cli import run_cli
-from core.config import UserError
+from core.errors import UserError
 
 
 def main():

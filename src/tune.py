@@ -11,8 +11,9 @@ to models/<name>/best_params.yaml, with models/<name>/tune_history.png and tune_
 import argparse
 
 from core.cli import parse_folds, run_cli
-from core.config import UserError, load_config
+from core.config import load_config
 from core.distributed import launched
+from core.errors import UserError
 from tuning.search import run_tuning
 
 

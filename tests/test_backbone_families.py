@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import transformers as hf
 
+from competition.data import load_competition
 from helpers import write_competition
 from model.truncation import special_tokens
 
@@ -134,7 +135,12 @@ def check_fold0(work, name, proc):
     assert proc.returncode == 0, proc.stderr[-3000:]
     fold = work / "models" / name / "fold0"
     result = json.loads((fold / "result.json").read_text())
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["valid_rows"] == N_TRAIN // 2
+    comp = load_competition(work / "input", work / "configs" / "data.yaml", verbose=False)
+    label = dict(zip(comp.train_ids, comp.y))
+    valid_ids = json.loads((fold / "valid_ids.json").read_text())
+    predicted = np.load(fold / "valid_logits.npy").argmax(1)
+    assert result["accuracy"] == pytest.approx(np.mean(predicted == [label[i] for i in valid_ids]), abs=1e-9)
+    assert result["valid_rows"] == len(valid_ids) == N_TRAIN // 2
     test_logits = np.load(fold / "test_logits.npy")
     assert test_logits.shape == (N_TEST, 3) and np.isfinite(test_logits).all()
     valid_logits = np.load(fold / "valid_logits.npy")

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from competition.data import load_competition
-from core.config import UserError, load_config
+from core.config import load_config
+from core.errors import UserError
 from helpers import write_competition
 
 
@@ -81,5 +82,5 @@ def test_unknown_config_key_lists_valid_ones(tmp_path):
 
 def test_pad_multiple_below_one_is_refused():
     assert load_config(None, ["pad_to_multiple_of=8"])["pad_to_multiple_of"] == 8
-    with pytest.raises(UserError, match="pad_to_multiple_of.*1 or more"):
+    with pytest.raises(UserError, match="pad_to_multiple_of: 0 is not allowed; pad_to_multiple_of takes a whole number of at least 1"):
         load_config(None, ["pad_to_multiple_of=0"])

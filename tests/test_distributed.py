@@ -75,7 +75,7 @@ def test_helpers_are_plain_calls_in_one_process():
 
 
 def test_more_processes_than_gpus_is_named_with_the_fix(monkeypatch):
-    from core.config import UserError
+    from core.errors import UserError
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert distributed.own_gpu(1, 2) == 1
     with pytest.raises(UserError, match=r"4 processes on this machine, which has 2 visible GPU\(s\): use NPROC=2"):

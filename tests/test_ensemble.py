@@ -13,7 +13,7 @@ from blending.blender import run_ensemble
 from competition.data import load_competition
 from competition.metrics import is_better, probabilities, score, score_probabilities
 from core.artifacts import logits_frame, write_json
-from core.config import UserError
+from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,13 @@ def test_report_and_plots_are_written(single):
     for png in ("fold_scores.png", "confusion.png"):
         assert (sub_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((sub_dir / "ensemble.json").read_text())
-    assert saved["experiments"] == ["good", "weak"] and set(saved["weights"] or {"good"}) <= {"good", "weak"}
+    assert saved["experiments"] == ["good", "weak"] and saved["method"] in saved["methods"]
+    if saved["weights"] is None:  # stacking: a meta-model instead of weights
+        assert saved["method"] == "stacking" and saved["recipe"]["stacker"] is not None
+    else:
+        assert saved["weights"] and set(saved["weights"]) <= {"good", "weak"}
+        assert sum(saved["weights"].values()) == pytest.approx(1.0)
+        assert saved["weights"] == saved["methods"][saved["method"]]["weights"]
     assert "## Methods" in report and "**submitted**" in report and saved["pick"] in report
     assert f"| tfidf-baseline | {saved['baseline']['accuracy']:.4f} |" in report
 

@@ -4,7 +4,7 @@ import pytest
 
 from competition.data import load_competition
 from competition.folds import load_or_make_folds, make_folds
-from core.config import UserError
+from core.errors import UserError
 from helpers import write_competition
 
 

@@ -14,8 +14,7 @@ from core.config import load_config
 from helpers import write_competition
 from model.attention import uses_fused_attention
 from model.backbones import resolve_backbone
-from training import experiment
-from training import itpt_cache, mlm
+from training import experiment, itpt_cache, mlm
 
 SETTINGS = ["backbone=splade-tiny", "itpt_max_len=32", "itpt_max_steps=30", "itpt_lr=1e-3", "itpt_batch_size=16",
             "itpt_holdout=0.2", "seed=0"]
@@ -97,7 +96,10 @@ def test_init_itpt_starts_from_checkpoint_weights(pretrained, monkeypatch):
     experiment_build = experiment.build_model
     monkeypatch.setattr(experiment, "build_model", spy)
     monkeypatch.setattr(mlm, "pretrain", lambda *a: pytest.fail("the ITPT checkpoint should be reused"))
+    hashed, real_digest = [], itpt_cache.corpus_digest
+    monkeypatch.setattr(itpt_cache, "corpus_digest", lambda texts: hashed.append(len(texts)) or real_digest(texts))
     metrics = experiment.run_experiment(cfg, verbose=False)
+    assert len(hashed) == 1, "the ITPT corpus is read and hashed once per run"
     assert metrics["init"] == str(folder) and all(r["init"] == str(folder) for r in metrics["folds"])
     saved = checkpoint_tensors(folder)
     original = checkpoint_tensors(resolve_backbone("splade-tiny"))

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from core.config import UserError
+from core.errors import UserError
 from helpers import write_competition
 from training import experiment_list as plan
 

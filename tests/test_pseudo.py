@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from competition.data import load_competition
-from core.config import UserError, load_config
+from core.config import load_config
+from core.errors import UserError
 from helpers import write_competition
-from training import experiment
-from training import pseudo
+from training import experiment, pseudo
 from training.targets import TargetScale
 
 

@@ -11,7 +11,7 @@ import pytest
 from competition.data import load_competition
 from competition.folds import make_folds
 from competition.metrics import regression_scores, selection_metric
-from core.config import UserError
+from core.errors import UserError
 from helpers import write_competition
 
 ROOT = Path(__file__).resolve().parents[1]

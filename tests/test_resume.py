@@ -86,12 +86,17 @@ def test_sigkill_at_several_points_then_resume_matches_uninterrupted(tmp_path, r
     killed = [name for name, ready in points if kill_when(work, ready)]
     assert len(killed) >= 3, f"the run finished before most kill points: killed at {killed}"
     assert not (work / "models/tiny/metrics.json").exists() or (work / "models/tiny/fold1/result.json").exists()
-    leftovers = [p for p in (work / "models").rglob("*.tmp*")]
+    stale = [work / "models/tiny" / ".oof.csv.tmp999999"] + [
+        work / "models/tiny" / f"fold{k}" / f".{name}.tmp999999" for k in (0, 1) for name in ("model.pt", "resume.pt")
+        if not (work / "models/tiny" / f"fold{k}" / "result.json").exists()]  # as a SIGKILL mid-write leaves them
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half written")
     proc = run(work)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fold 0: train" not in proc.stdout, "a finished fold was retrained"
     assert np.array_equal(oof_logits(work), reference)
-    assert all(not p.exists() or p.name.startswith(".") for p in leftovers)
+    assert [p for p in (work / "models").rglob("*.tmp*")] == [], "the rerun removes what the kills left half-written"
 
 
 def test_second_run_on_same_experiment_is_refused(tmp_path):
@@ -105,7 +110,8 @@ def test_second_run_on_same_experiment_is_refused(tmp_path):
 
 def test_diverged_fold_stops_alone_and_others_are_kept(tmp_path, monkeypatch):
     from training import trainer
-    from core.config import UserError
+    from training.hooks import TrainingDiverged
+    from core.errors import UserError
     from training.experiment import run_experiment
     work = make_work(tmp_path, "nan")
     monkeypatch.chdir(work)
@@ -115,7 +121,7 @@ def test_diverged_fold_stops_alone_and_others_are_kept(tmp_path, monkeypatch):
     def fit(self, *args):
         calls.append(1)
         if len(calls) == 1:
-            raise trainer.TrainingDiverged("training loss is nan at epoch 1, step 3")
+            raise TrainingDiverged("training loss is nan at epoch 1, step 3")
         return real_fit(self, *args)
 
     monkeypatch.setattr(trainer.FoldTrainer, "fit", fit)

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from core.config import UserError
+from core.errors import UserError
 from model import split_packages
 from model.split_packages import JoinedFile, SplitZip, ensure_cached, is_complete
 

@@ -4,11 +4,13 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from core.config import UserError, load_config
+from core.config import load_config
+from core.errors import UserError
 from helpers import TINY_HIDDEN, tiny_bert
 from model.modeling import TextClassifier, build_model, load_backbone
 from model.optim import find_layer_stack
 from model.tricks import AWP, FGM, adversarial_settings, reinit_top_layers, weight_average
+from training.hooks import WeightAverage
 from training.trainer import FoldTrainer
 
 H = TINY_HIDDEN
@@ -64,12 +66,13 @@ def test_trainer_evaluates_and_keeps_the_ema_weights():
 
 def test_ema_weights_are_what_evaluation_uses():
     trainer, _ = toy_trainer(ema_decay=0.5)
-    assert trainer.eval_model is trainer.ema.module
+    average = next(h for h in trainer.hooks if isinstance(h, WeightAverage)).average
+    assert trainer.eval_model is average.module
     with torch.no_grad():
-        trainer.ema.module.classifier.bias.add_(100.0)  # only the average changes
+        average.module.classifier.bias.add_(100.0)  # only the average changes
     rows, y = toy_rows(8)
     trainer.evaluate(rows, y, 1, 0, 0.0)
-    assert torch.equal(trainer.best_state["classifier.bias"], trainer.ema.module.classifier.bias.detach())
+    assert torch.equal(trainer.best_state["classifier.bias"], average.module.classifier.bias.detach())
     assert trainer.best_valid_logits.max() > 50  # the logits came from the shifted average, not the model
 
 
@@ -156,9 +159,9 @@ def test_adversarial_pass_runs_from_its_start_epoch(kind):
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"kind": "pgd"}, "fgm or awp"),
+    ({"kind": "pgd"}, "adversarial.kind: 'pgd' is not allowed; kind takes one of fgm, awp"),
     ({"kind": "fgm", "epsilon": 1}, "unknown key 'epsilon'"),
-    ({"kind": "awp", "eps": -1}, "positive"),
+    ({"kind": "awp", "eps": -1}, "adversarial.eps: -1.0 is not allowed; eps takes a number above 0"),
 ])
 def test_bad_adversarial_settings_are_named(given, message):
     with pytest.raises(UserError, match=message):

@@ -15,7 +15,7 @@ from competition.data import join_texts, read_table, require_columns
 from competition.folds import read_folds
 from competition.submission import check_submission, submission_frame
 from core.artifacts import BASELINE, atomic_write
-from core.config import UserError
+from core.errors import UserError
 from training.tfidf import fold_model, predict_texts
 
 

@@ -23,7 +23,7 @@ from competition.metrics import (LOWER_IS_BETTER, is_better, ordinal_scale, prob
                                  score_probabilities)
 from competition.submission import save_submission, submission_frame
 from core.artifacts import BASELINE, write_csv, write_json
-from core.config import UserError
+from core.errors import UserError
 
 
 def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_config="configs/data.yaml",
@@ -33,43 +33,18 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     if average not in ("prob", "logit"):
         raise UserError(f"average must be 'prob' or 'logit', got {average!r}")
     comp = load_competition(input_dir, data_config)
-    folds = read_folds(Path(input_dir) / "folds.csv", comp)
-    exps, skipped = select_experiments(experiments, models_dir, comp, folds, f"{input_dir}/folds.csv", include_baseline)
-    for name, why in skipped.items():
-        print(f"skipped {name}: {why}")
+    exps, skipped, metric = candidates(comp, experiments, input_dir, models_dir, include_baseline)
     task, y, folds = comp.task, comp.y, exps[0]["folds"]
-    metric = next((e["metrics"]["metric"] for e in exps if e["name"] != BASELINE), exps[0]["metrics"]["metric"])
-    if len({e["metrics"]["metric"] for e in exps if e["name"] != BASELINE}) > 1:
-        print(f"note: the experiments were selected by different metrics; the ensemble is chosen by {metric}")
-
     oof_probs = [probabilities(task, e["oof"]) for e in exps]
     test_probs = [fold_mean_probabilities(task, e["test"], average) for e in exps]
     results, chosen = search(task, y, folds, oof_probs, test_probs, metric, methods)
     best = results[chosen]
-    names = [e["name"] for e in exps]
-
-    rows = [{"name": e["name"], "scores": score_probabilities(task, y, p), "folds": fold_scores(task, y, folds, p)}
-            for e, p in zip(exps, oof_probs)]
-    ensemble = {"name": f"ENSEMBLE ({chosen}, fold-held-out)", "scores": best["held_out_scores"],
-                "folds": fold_scores(task, y, folds, best["held_out"])}
-    rows.append(ensemble)
-    baseline = None if BASELINE in names else baseline_row(models_dir, comp, folds)
-    if baseline:
-        rows.append(baseline)
-
+    rows, baseline = score_rows(comp, exps, oof_probs, best, chosen, models_dir)
     out = Path(submissions_dir)
-    sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
     decisions = decide(task, y, folds, best["held_out"], metric)
     kind = output_kind(metric, comp.settings["submit_as"], task)
-    frame = submission_frame(comp, best["test"], kind, decisions["rules"], metric)
-    latest, stamped = save_submission(out, comp, frame, sample_path)
-    oof_frame = pd.DataFrame(best["held_out"], columns=[str(c) for c in comp.classes])
-    oof_frame.insert(0, "id", comp.train_ids)
-    write_csv(out / "ensemble_oof.csv", oof_frame)
-    test_frame = pd.DataFrame(best["test"], columns=[str(c) for c in comp.classes])
-    test_frame.insert(0, "id", comp.test_ids)
-    write_csv(out / "ensemble_test.csv", test_frame)  # what pseudo_label reads
-
+    latest, stamped = write_blend(out, comp, best, kind, decisions["rules"], metric, input_dir)
+    names = [e["name"] for e in exps]
     summary = {
         "submission": str(latest), "submission_copy": str(stamped), "task": task, "experiments": names, "method": chosen,
         "weights": weights_dict(names, best["weights"]), "average": average, "metric": metric,
@@ -84,9 +59,56 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
         "decision_scores": {k: v for k, v in decisions.items() if k != "rules"},
         "recipe": make_recipe(comp, names, chosen, best, average, metric, kind, decisions["rules"]),
     }
-    summary["verdict"] = ensemble_verdict(summary["scores"], ensemble["scores"], metric, "OOF CV")
+    summary["verdict"] = ensemble_verdict(summary["scores"], rows[len(exps)]["scores"], metric, "OOF CV")
     summary["pick"] = pick_sentence(summary)
     write_json(out / "ensemble.json", summary)
+    write_report(out / "report.md", summary, rows, exps, write_plots(out, comp, rows, metric, best, decisions))
+    print_summary(summary, rows, out)
+    return summary
+
+
+def candidates(comp, experiments, input_dir, models_dir, include_baseline):
+    """The experiments to blend (skipped ones printed with why), and the metric that chooses the ensemble."""
+    folds = read_folds(Path(input_dir) / "folds.csv", comp)
+    exps, skipped = select_experiments(experiments, models_dir, comp, folds, f"{input_dir}/folds.csv", include_baseline)
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    metric = next((e["metrics"]["metric"] for e in exps if e["name"] != BASELINE), exps[0]["metrics"]["metric"])
+    if len({e["metrics"]["metric"] for e in exps if e["name"] != BASELINE}) > 1:
+        print(f"note: the experiments were selected by different metrics; the ensemble is chosen by {metric}")
+    return exps, skipped, metric
+
+
+def score_rows(comp, exps, oof_probs, best, chosen, models_dir):
+    """The score table's rows: each experiment, the ensemble (fold-held-out), and the baseline where it is not a
+    candidate. Returns (rows, the baseline's row or None)."""
+    task, y, folds = comp.task, comp.y, exps[0]["folds"]
+    rows = [{"name": e["name"], "scores": score_probabilities(task, y, p), "folds": fold_scores(task, y, folds, p)}
+            for e, p in zip(exps, oof_probs)]
+    rows.append({"name": f"ENSEMBLE ({chosen}, fold-held-out)", "scores": best["held_out_scores"],
+                 "folds": fold_scores(task, y, folds, best["held_out"])})
+    baseline = None if BASELINE in [e["name"] for e in exps] else baseline_row(models_dir, comp, folds)
+    if baseline:
+        rows.append(baseline)
+    return rows, baseline
+
+
+def write_blend(out, comp, best, kind, rules, metric, input_dir):
+    """The submission (and its timestamped copy), ensemble_oof.csv and ensemble_test.csv (what pseudo_label reads)."""
+    sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
+    frame = submission_frame(comp, best["test"], kind, rules, metric)
+    latest, stamped = save_submission(out, comp, frame, sample_path)
+    for name, prob, ids in (("ensemble_oof.csv", best["held_out"], comp.train_ids),
+                            ("ensemble_test.csv", best["test"], comp.test_ids)):
+        table = pd.DataFrame(prob, columns=[str(c) for c in comp.classes])
+        table.insert(0, "id", ids)
+        write_csv(out / name, table)
+    return latest, stamped
+
+
+def write_plots(out, comp, rows, metric, best, decisions):
+    """fold_scores.png, and confusion.png (single-label, QWK) or predicted_vs_true.png (regression). Returns paths."""
+    task, y = comp.task, comp.y
     plots = [out / "fold_scores.png"]
     plot_fold_scores(plots[0], rows, metric)
     if task == "single":
@@ -100,15 +122,17 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     elif task == "regression":
         plots.append(out / "predicted_vs_true.png")
         plot_predicted_vs_true(plots[1], y, best["held_out"], comp.classes)
-    write_report(out / "report.md", summary, rows, exps, plots)
+    return plots
 
+
+def print_summary(summary, rows, out):
+    metric = summary["metric"]
     print(f"\nOOF CV by method ({metric}; in-sample: weights fitted on all OOF rows; held-out: fitted on the other folds)")
     print("\n".join(method_table(summary)))
-    print("\n".join(score_table(rows, list(ensemble["scores"]))))
+    print("\n".join(score_table(rows, list(summary["ensemble"]))))
     print(decision_line(summary))
     print(summary["pick"])
-    print(f"submission: {latest} (copy {stamped}); report: {out / 'report.md'}")
-    return summary
+    print(f"submission: {summary['submission']} (copy {summary['submission_copy']}); report: {out / 'report.md'}")
 
 
 def decide(task, y, folds, held_out_prob, metric):

@@ -19,7 +19,7 @@ import pandas as pd
 from blending.apply import predict_file
 from competition.data import Competition
 from core.cli import run_cli
-from core.config import UserError
+from core.errors import UserError
 
 BUNDLE_VERSION = 1
 FORMAT_KEYS = ("id_column", "text_columns", "label_columns", "task", "classes", "label_delimiter", "settings")

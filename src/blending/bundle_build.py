@@ -11,7 +11,7 @@ from blending.fold_models import experiment_files, settled
 from blending.recipe import without_unused
 from competition.submission import submission_sep
 from core.artifacts import BASELINE, write_json, write_text
-from core.config import UserError
+from core.errors import UserError
 from model.backbones import resolve_backbone
 
 SRC = Path(__file__).resolve().parents[1]  # src/: copied whole into every bundle

@@ -9,7 +9,7 @@ import yaml
 from competition.data import shorten
 from competition.metrics import probabilities, score_probabilities
 from core.artifacts import BASELINE, read_json
-from core.config import UserError
+from core.errors import UserError
 
 
 def finished_experiments(models_dir):

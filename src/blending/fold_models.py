@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from core.artifacts import BASELINE, read_json
-from core.config import UserError
+from core.errors import UserError
 from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from model.modeling import build_model
 from model.truncation import build_inputs, tokenize_texts

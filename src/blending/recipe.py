@@ -6,7 +6,7 @@ from blending.blend_search import Stacker, blend
 from blending.experiments import fold_mean_probabilities
 from competition.decision import Rules
 from core.artifacts import read_json
-from core.config import UserError
+from core.errors import UserError
 
 RECIPE_VERSION = 1
 

@@ -137,6 +137,7 @@ def plot_confusion(path, y, pred, classes, top=15):
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
 
 
 def plot_predicted_vs_true(path, y, pred, targets, top=6):

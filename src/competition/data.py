@@ -14,28 +14,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from core.config import UserError, check_keys
+from core.errors import UserError
+from core.keys import DATA_KEYS, defaults
+from core.validation import check, check_keys
 
-DATA_DEFAULTS = {
-    "train_file": "train.csv",
-    "test_file": "test.csv",
-    "sample_submission": None,      # default: input/sample_submission.csv or any sample_sub*.csv
-    "sep": None,                    # default: sniffed from each file's header line
-    "sample_sep": None,
-    "encoding": "utf-8",
-    "id_column": None,              # default: first column of the sample submission
-    "text_columns": None,           # default: test columns other than the id
-    "text_join": "\n",
-    "label_columns": None,          # default: sample submission columns other than the id
-    "label_delimiter": None,        # set for one column holding several labels ("a|b")
-    "group_column": None,           # rows sharing a group never straddle folds
-    "empty_text": "warn",           # warn | fail
-    "rare_classes": "warn",         # warn | fail: a class with fewer rows than folds
-    "task": "auto",                 # auto | single | multi | regression | ordinal (auto: many numeric values regress)
-    "submit_as": "auto",            # auto (labels for accuracy/F1, probabilities for log-loss/ROC-AUC) | labels | probabilities
-}
-SUBMIT_AS = ("auto", "labels", "probabilities")
-TASKS = ("auto", "single", "multi", "regression", "ordinal")  # ordinal: a regression scored by QWK
+DATA_DEFAULTS = defaults(DATA_KEYS)
 MANY_VALUES = 20  # integer labels with more distinct values than this are a regression target
 
 
@@ -90,16 +73,11 @@ def load_data_settings(path):
     settings = dict(DATA_DEFAULTS)
     if path and Path(path).exists():
         loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: expected a flat mapping of key: value")
         check_keys(loaded, DATA_DEFAULTS, str(path))
         settings.update(loaded)
-    for key in ("text_columns", "label_columns"):
-        if isinstance(settings[key], str):
-            settings[key] = [settings[key]]
-    if settings["task"] not in TASKS:
-        raise UserError(f"{path}: task is {settings['task']!r}; choose one of {', '.join(TASKS)}")
-    if settings["submit_as"] not in SUBMIT_AS:
-        raise UserError(f"{path}: submit_as is {settings['submit_as']!r}; choose one of {', '.join(SUBMIT_AS)}")
-    return settings
+    return check(settings, DATA_KEYS, f"{path}: ")
 
 
 def sniff_sep(path, encoding):

@@ -9,7 +9,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from core.artifacts import write_csv
-from core.config import UserError
+from core.errors import UserError
 
 
 def target_bins(y, n_folds):

@@ -111,7 +111,7 @@ def score(task, y, logits):
 def selection_metric(cfg_metric, task):
     metric = DEFAULT_METRIC[task] if cfg_metric == "auto" else cfg_metric
     if metric not in ALLOWED[task]:
-        from core.config import UserError
+        from core.errors import UserError
         kind = "regression" if task == "regression" else f"{task}-label"
         hint = "; integer scores (1 to 6 ...) scored by QWK: set `task: ordinal` in configs/data.yaml" \
             if metric == "qwk" and task == "single" else ""
@@ -126,7 +126,7 @@ def competition_metric(cfg_metric, comp):
     ordinal = comp.settings.get("task") == "ordinal"
     metric = selection_metric("qwk" if ordinal and cfg_metric == "auto" else cfg_metric, comp.task)
     if metric == "qwk" and ordinal_scale(comp.y) is None:
-        from core.config import UserError
+        from core.errors import UserError
         raise UserError(f"metric qwk needs one integer score per row with at most {MAX_SCORES} distinct values; "
                         f"the labels {comp.label_columns} are not (use mcrmse or rmse)")
     return metric

@@ -11,7 +11,7 @@ from competition.data import shorten, sniff_sep
 from competition.decision import CLIP, clip_for, default_rules
 from competition.metrics import clipped
 from core.artifacts import atomic_write
-from core.config import UserError
+from core.errors import UserError
 
 
 def decode_labels(comp, prob, rules):

@@ -45,8 +45,23 @@ def write_csv(path, df):
     atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+def remove_temp_files(folder):
+    """Removes the temp files of atomic_write (.<name>.tmp<pid>) that a killed process left in `folder`. Call it only
+    where no other process may be writing there: under the folder's lock."""
+    removed = [p for p in Path(folder).glob(".*.tmp[0-9]*") if p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
 def save_weights(path, state_dict):
     atomic_write(path, lambda p: torch.save(state_dict, p))
+
+
+def save_array(path, array):
+    """float32 .npy at exactly `path` (np.save given a name would add .npy to a temp name), closed before returning."""
+    with open(path, "wb") as f:
+        np.save(f, np.asarray(array, dtype=np.float32))
 
 
 def append_jsonl(path, record):
@@ -97,7 +112,7 @@ class FolderLock:
             self.handle.close()
 
     def __enter__(self):
-        from core.config import UserError
+        from core.errors import UserError
         if not self.acquire():
             owner = self.owner()
             self.handle.close()
@@ -123,10 +138,14 @@ class ExperimentDir:
 
     def save_fold(self, k, valid_ids, valid_logits, test_logits, result):
         d = self.fold(k)
-        atomic_write(d / "valid_logits.npy", lambda p: np.save(open(p, "wb"), valid_logits.astype(np.float32)))
-        atomic_write(d / "test_logits.npy", lambda p: np.save(open(p, "wb"), test_logits.astype(np.float32)))
+        atomic_write(d / "valid_logits.npy", lambda p: save_array(p, valid_logits))
+        atomic_write(d / "test_logits.npy", lambda p: save_array(p, test_logits))
         write_json(d / "valid_ids.json", list(valid_ids))
         write_json(d / "result.json", result)  # written last: its presence marks the fold complete
+
+    def fold_result(self, k):
+        """A finished fold's result.json alone (its logits are not read)."""
+        return read_json(self.fold(k) / "result.json")
 
     def load_fold(self, k):
         d = self.fold(k)

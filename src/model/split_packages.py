@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import UserError
+from core.errors import UserError
 from core.progress import progress
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (src/model/split_packages.py)

@@ -4,10 +4,10 @@ the embeddings (FGM) or the weights (AWP) (`adversarial`). Multi-sample dropout 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from core.config import UserError, check_keys
+from core.errors import UserError
+from core.validation import merged
 from model.optim import find_layer_stack
 
-ADVERSARIAL = {"kind": "fgm", "eps": None, "lr": 1.0, "start_epoch": 1}
 DEFAULT_EPS = {"fgm": 1.0, "awp": 1e-3}  # FGM: L2 size of the embedding step; AWP: step bound relative to |w|
 
 
@@ -23,8 +23,6 @@ def weight_average(model, decay):
     use `avg.module`; buffers (position ids) stay as copied."""
     if not decay:
         return None
-    if not 0 < decay < 1:
-        raise UserError(f"ema_decay must be in (0, 1) (e.g. 0.99; 0 turns EMA off), got {decay}")
 
     def update(averaged, current, n_averaged):
         torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(n_averaged)))
@@ -49,18 +47,12 @@ def reinit_top_layers(backbone, k):
 
 
 def adversarial_settings(cfg):
+    """The `adversarial` group with its defaults (core/keys.py, which checked it), or None where it is off."""
     given = cfg.get("adversarial") or {}
     if not given:
         return None
-    if not isinstance(given, dict):
-        raise UserError(f"adversarial must be a mapping like {{kind: fgm, eps: 1.0, start_epoch: 2}}, got {given!r}")
-    check_keys(given, ADVERSARIAL, "adversarial")
-    s = {**ADVERSARIAL, **given}
-    if s["kind"] not in DEFAULT_EPS:
-        raise UserError(f"adversarial kind must be fgm or awp, got {s['kind']!r}")
+    s = merged("adversarial", given)
     s["eps"] = float(DEFAULT_EPS[s["kind"]] if s["eps"] is None else s["eps"])
-    if s["eps"] <= 0 or float(s["lr"]) <= 0 or int(s["start_epoch"]) < 1:
-        raise UserError(f"adversarial: eps and lr must be positive and start_epoch 1 or more, got {given}")
     return s
 
 

@@ -1,3 +1,3 @@
-"""Training: device and precision, batching, the prediction loop, targets and losses, the fold trainer and its resume
-state, the experiment runner and OOF assembly, pseudo-labels, the TF-IDF baseline, ITPT (masked-LM pre-training and
-its cache). May import: core, competition, model."""
+"""Training: device and precision, batching, the prediction loop, targets and losses, the fold trainer with its hooks
+(tricks) and resume state, the experiment runner and OOF assembly, the experiments list, pseudo-labels, the TF-IDF
+baseline, ITPT (masked-LM pre-training and its cache). May import: core, competition, model."""

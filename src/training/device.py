@@ -1,11 +1,16 @@
 """Device and precision policy: seeding, the GPU of this process, autocast dtype (bf16/fp16/fp32)."""
 import functools
+import os
 import random
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from core.errors import UserError
+
+SHARE_ENV = "SHARE_CORES"
 
 
 def seed_everything(seed):
@@ -52,6 +57,29 @@ def use_shape_agnostic_attention(device):
     new shape. Flash and memory-efficient attention take any shape as it comes."""
     if device.type == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def share_cores(environ=None):
+    """SHARE_CORES=N says N training processes share this machine (tune.py workers of one study, folds side by side):
+    each then takes its share of the cores instead of all of them. Unset: torch's default (every core, or
+    OMP_NUM_THREADS). Two processes each taking both cores of a 2-core CPU thrash: a splade-tiny epoch took 6 s alone
+    and 145 s beside another run. Returns the number of threads torch computes with."""
+    text = (os.environ if environ is None else environ).get(SHARE_ENV, "").strip()
+    if text:
+        try:
+            share = int(text)
+        except ValueError:
+            share = 0
+        if share < 1:
+            raise UserError(f"{SHARE_ENV}={text!r}: expected how many processes share this machine, e.g. "
+                            f"{SHARE_ENV}=2 (each then takes half of its {os.cpu_count()} cores)")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))
+    return torch.get_num_threads()
+
+
+def threads_note(threads):
+    return f"{threads} thread{'s' if threads != 1 else ''}" + (f", {SHARE_ENV}={os.environ[SHARE_ENV]}"
+                                                             if os.environ.get(SHARE_ENV) else "")
 
 
 def precision_name(dtype):

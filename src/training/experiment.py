@@ -1,23 +1,28 @@
 """One experiment = one config run over every fold: tokenise once, train each fold, assemble OOF/test logits."""
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from competition.data import load_competition
 from competition.folds import load_or_make_folds
 from competition.metrics import competition_metric
-from core.artifacts import ExperimentDir, FolderLock, save_weights, write_yaml
-from core.config import DEFAULTS, PATH_KEYS, UserError
+from core.artifacts import ExperimentDir, FolderLock, remove_temp_files, save_weights, write_yaml
+from core.config import DEFAULTS, PATH_KEYS
 from core.distributed import on_main, seed_per_rank
+from core.errors import UserError
 from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from model.modeling import build_model, max_positions
 from model.tricks import describe_tricks
 from model.truncation import build_inputs, choose_max_len, length_report, tokenize_texts
-from training.device import amp_dtype, pick_device, precision_name, seed_everything
+from training.device import amp_dtype, pick_device, precision_name, seed_everything, share_cores, threads_note
+from training.hooks import TrainingDiverged
+from training.itpt_cache import checkpoint_dir
+from training.mlm import ensure_checkpoint
 from training.oof import assemble
 from training.pseudo import load_pseudo_labels, training_targets
-from training.trainer import FoldTrainer, TrainingDiverged
+from training.trainer import FoldTrainer
 
 
 def prepare(cfg):
@@ -26,19 +31,32 @@ def prepare(cfg):
     return comp, folds
 
 
-def init_checkpoint(cfg, comp=None, build=True):
-    """The weights a model starts from: the backbone's own, its ITPT checkpoint (`init: itpt`, pre-trained first
-    when missing unless build=False), or a checkpoint folder. Returns (backbone path, start-from path)."""
+@dataclass
+class StartPoint:
+    """The weights a run's models start from: the backbone's own, its ITPT checkpoint (`init: itpt`; `itpt` holds
+    checkpoint_dir's plan of it, which may still have to be pre-trained), or a checkpoint folder."""
+    backbone_path: str
+    start_from: str
+    itpt: tuple = None
+
+
+def start_point(cfg, comp):
+    """Where the models start from, decided once per run (for ITPT the corpus is read and hashed here only)."""
     backbone_path = resolve_backbone(cfg["backbone"])
     if cfg["init"] in ("pretrained", "", None):
-        return backbone_path, backbone_path
+        return StartPoint(backbone_path, backbone_path)
     if cfg["init"] == "itpt":
-        from training.mlm import ensure_checkpoint
-        return backbone_path, ensure_checkpoint(cfg, comp, build=build)
-    from pathlib import Path
+        planned = checkpoint_dir(cfg, comp)
+        return StartPoint(backbone_path, str(planned[0]), planned)
     if Path(cfg["init"]).is_dir():
-        return backbone_path, cfg["init"]
+        return StartPoint(backbone_path, cfg["init"])
     raise UserError(f"init '{cfg['init']}' is neither 'pretrained' nor an existing checkpoint folder")
+
+
+def make_ready(cfg, comp, start):
+    """Pre-trains the ITPT checkpoint the models start from where it does not exist yet."""
+    if start.itpt is not None:
+        ensure_checkpoint(cfg, comp, planned=start.itpt)
 
 
 def check_max_len(cfg, path):
@@ -55,7 +73,7 @@ def with_max_len(cfg, lengths, backbone_path, exp):
     if cfg["max_len"] != "auto":
         print(length_report(lengths, cfg))
         return cfg
-    done = [exp.load_fold(k)[3].get("max_len") for k in range(cfg["n_folds"]) if exp.fold_done(k)]
+    done = [exp.fold_result(k).get("max_len") for k in range(cfg["n_folds"]) if exp.fold_done(k)]
     if done and done[0]:
         max_len, reason = done[0], "as the finished folds of this experiment"
     else:
@@ -98,23 +116,25 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=T
     """Train the folds in `fold_list` (default: all) that are not finished yet; assemble outputs when all are.
     A fold whose loss diverges is reported and, with keep_going, the other folds still train."""
     quiet_transformers()
+    threads = share_cores()
     comp, folds = prepare(cfg)
     metric = competition_metric(cfg["metric"], comp)
     if cfg.get("loss", "auto") != "auto" and comp.task != "regression":
         raise UserError(f"loss '{cfg['loss']}' is for regression targets; this is a {comp.task}-label task: "
                         f"remove `loss` (cross-entropy is used)")
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
-    on_main(lambda: write_settings(cfg, comp, exp))
-    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going)
+    start = start_point(cfg, comp)
+    on_main(lambda: write_settings(cfg, exp, start))
+    start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, start, threads)
     return on_main(lambda: assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose))
 
 
-def write_settings(cfg, comp, exp):
+def write_settings(cfg, exp, start):
     """Checks the config against the backbone and the experiment's finished folds, then saves it (briefly locked;
     folds lock one by one)."""
     with FolderLock(exp.root, SHARED_WAIT_S):
-        backbone_path, _ = init_checkpoint(cfg, comp, build=False)  # init: itpt names its folder only
-        check_max_len(cfg, backbone_path)
+        remove_temp_files(exp.root)  # left by a killed run; root files are only written under this lock
+        check_max_len(cfg, start.backbone_path)
         check_same_settings(exp, cfg)
         write_yaml(exp.root / "config.yaml", cfg)
 
@@ -131,15 +151,15 @@ def assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose):
 SHARED_WAIT_S = 10.0  # how long a run waits for another one checking settings or assembling the same experiment
 
 
-def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
+def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, start, threads):
     """Trains the unfinished folds of `fold_list`, each under its own lock: a fold another process (or machine,
     on a shared models folder) is training is skipped here. Returns the path the models started from."""
     fold_list = list(range(cfg["n_folds"])) if fold_list is None else fold_list
     todo = on_main(lambda: [k for k in fold_list if not exp.fold_done(k)])
-    start_from = init_checkpoint(cfg, comp, build=False)[1]
+    backbone_path, start_from = start.backbone_path, start.start_from
     pseudo = None
     if todo:
-        backbone_path, start_from = init_checkpoint(cfg, comp)  # init: itpt pre-trains here when missing
+        make_ready(cfg, comp, start)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
         train_ids = tokenize_texts(tokenizer, comp.train_texts, "tokenise train")
         cfg = on_main(lambda: with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp))
@@ -149,7 +169,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going):
         device = pick_device()
         tricks = describe_tricks(cfg)
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
-              f"({precision_name(amp_dtype(device, cfg['amp']))}), {cfg['truncation']} "
+              f"({precision_name(amp_dtype(device, cfg['amp']))}, {threads_note(threads)}), {cfg['truncation']} "
               f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
         inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
@@ -188,6 +208,7 @@ def claim_fold(exp, k, locks):
     if exp.fold_done(k):
         lock.release()
         return None
+    remove_temp_files(exp.fold(k))  # what a killed run left half-written in this fold, which is now ours alone
     locks[k] = lock
     return "train"
 

@@ -3,7 +3,8 @@ where CUDA is present, with a rough CPU estimate otherwise), and the extra requi
 import os
 import sys
 
-from core.config import UserError, load_config
+from core.config import load_config
+from core.errors import UserError
 from model.split_packages import SPLIT_ZIPS
 
 # Training rows/s on the reference CPU (2-core AMD EPYC with avx512_bf16) by precision and max_len, from

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from competition.data import load_competition
 from core.artifacts import write_json
-from core.config import UserError
+from core.errors import UserError
 from model.backbones import resolve_backbone
 
 SETTINGS = ("itpt_max_len", "itpt_epochs", "itpt_max_steps", "itpt_lr", "itpt_batch_size", "itpt_mlm_probability",
@@ -28,6 +28,7 @@ DONE_FILE = "itpt.json"
 class Corpus:
     texts: list
     sources: dict = field(default_factory=dict)  # where the texts came from: {"train": n, "test": n, "file": n}
+    digest: str = ""                             # sha256 of the texts in order (hashed once, by build_corpus)
 
 
 def read_extra_file(path):
@@ -52,7 +53,7 @@ def build_corpus(cfg, comp):
         sources[source] = len(kept)
     if len(texts) < 2:
         raise UserError(f"ITPT needs at least 2 non-empty texts; the corpus has {len(texts)}")
-    return Corpus(texts, sources)
+    return Corpus(texts, sources, corpus_digest(texts))
 
 
 def corpus_digest(texts):
@@ -70,7 +71,7 @@ def itpt_settings(cfg):
 
 def checkpoint_key(cfg, backbone_path, corpus):
     """The hash naming the checkpoint: backbone path, corpus text (in order), itpt settings, training recipe."""
-    payload = {"backbone": str(backbone_path), "corpus": corpus_digest(corpus.texts),
+    payload = {"backbone": str(backbone_path), "corpus": corpus.digest,
                "settings": itpt_settings(cfg), "recipe": RECIPE}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

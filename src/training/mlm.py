@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from core.artifacts import read_json
-from core.config import UserError
 from core.distributed import all_sum, my_batches, my_share, on_main, rank, seed_per_rank, world_size, wrap
+from core.errors import UserError
 from core.progress import progress
 from model.attention import use_fused_attention
 from model.backbones import load_tokenizer, quiet_transformers
@@ -19,8 +19,9 @@ from model.modeling import max_positions
 from model.optim import fused_adamw_on, no_decay
 from model.truncation import special_tokens
 from training.batching import bucketed_batches, sorted_batches, to_device
-from training.device import amp_dtype, pick_device, precision_name, seed_everything, use_shape_agnostic_attention
-from training.itpt_cache import (DONE_FILE, RECIPE, checkpoint_dir, corpus_digest, is_complete, itpt_settings,
+from training.device import (amp_dtype, pick_device, precision_name, seed_everything, share_cores, threads_note,
+                             use_shape_agnostic_attention)
+from training.itpt_cache import (DONE_FILE, RECIPE, checkpoint_dir, is_complete, itpt_settings,
                                  remove_stale_temps, save_itpt_folder)
 from training.trainer import optimizer_step
 
@@ -209,10 +210,11 @@ def split_holdout(n, share, seed):
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def ensure_checkpoint(cfg, comp=None, build=True):
+def ensure_checkpoint(cfg, comp=None, build=True, planned=None):
     """The folder of the config's ITPT checkpoint, pre-training it first when it does not exist yet
-    (build=False only names it). Reuse is announced, as is training."""
-    folder, backbone_path, corpus = checkpoint_dir(cfg, comp)
+    (build=False only names it). Reuse is announced, as is training. `planned`: checkpoint_dir's answer, where the
+    caller has it already (the corpus is then not read and hashed again)."""
+    folder, backbone_path, corpus = planned or checkpoint_dir(cfg, comp)
     if not build:
         return str(folder)
     info = on_main(lambda: read_json(folder / DONE_FILE) if is_complete(folder) else None)
@@ -228,6 +230,7 @@ def ensure_checkpoint(cfg, comp=None, build=True):
 def pretrain(cfg, folder, backbone_path, corpus):
     """Masked-LM training of the backbone on the corpus; the checkpoint is renamed to `folder` when complete."""
     quiet_transformers()
+    threads = share_cores()
     started = time.time()
     root = folder.parent
     on_main(lambda: (root.mkdir(parents=True, exist_ok=True), remove_stale_temps(root, folder.name)))
@@ -252,7 +255,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
     device = pick_device()
     dtype = amp_dtype(device, cfg["amp"])
     use_shape_agnostic_attention(device)
-    print(f"ITPT on {device} ({precision_name(dtype)})")
+    print(f"ITPT on {device} ({precision_name(dtype)}, {threads_note(threads)})")
     model.to(device)
     before = holdout_loss(model, hold_rows, tokenizer, cfg, device, dtype)
     steps, train_loss = train_mlm(model, train_rows, tokenizer, cfg, device, dtype)
@@ -262,7 +265,7 @@ def pretrain(cfg, folder, backbone_path, corpus):
               f"perplexity {before['perplexity']:.2f} -> {after['perplexity']:.2f}")
     info = {"backbone": cfg["backbone"], "backbone_path": str(backbone_path), "head": head,
             "settings": itpt_settings(cfg), "recipe": RECIPE, "extra_files": [str(p) for p in cfg["itpt_extra_files"]],
-            "corpus": {"texts": len(corpus.texts), "sources": corpus.sources, "sha256": corpus_digest(corpus.texts),
+            "corpus": {"texts": len(corpus.texts), "sources": corpus.sources, "sha256": corpus.digest,
                        "train_texts": int(len(train_pos)), "holdout_texts": int(len(hold_pos)),
                        "train_sequences": len(train_rows), "train_tokens": int(sum(len(r[0]) for r in train_rows))},
             "steps": steps, "train_loss": round(train_loss, 5), "holdout_before": before, "holdout_after": after,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from competition.metrics import score
 from core.artifacts import BASELINE, logits_frame, write_csv, write_json
-from core.config import UserError
+from core.errors import UserError
 
 
 def fold_outputs(exp, fold_list, train_ids):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.config import UserError, check_keys
+from core.errors import UserError
+from core.validation import merged
 
-SETTINGS = {"min_confidence": 0.95, "max_share": 0.3, "soft": False, "source": "submissions/ensemble_test.csv"}
 
 
 @dataclass
@@ -22,14 +22,8 @@ class PseudoLabels:
 
 
 def pseudo_settings(cfg):
-    given = cfg.get("pseudo_label") or {}
-    if not isinstance(given, dict):
-        raise UserError(f"pseudo_label must be a mapping like {{min_confidence: 0.95, max_share: 0.3}}, got {given!r}")
-    check_keys(given, SETTINGS, "pseudo_label")
-    s = {**SETTINGS, **given}
-    if not 0.5 <= float(s["min_confidence"]) < 1 or not 0 < float(s["max_share"]) <= 1:
-        raise UserError(f"pseudo_label: min_confidence must be in [0.5, 1) and max_share in (0, 1], got {s}")
-    return s
+    """The `pseudo_label` group with its defaults (core/keys.py, which checked it)."""
+    return merged("pseudo_label", cfg.get("pseudo_label") or {})
 
 
 def read_source(path, comp):

@@ -13,9 +13,6 @@ from core.artifacts import ExperimentDir, FolderLock, write_yaml
 from training.experiment import check_same_settings, prepare
 from training.oof import assemble
 
-BASELINE_KEYS = {"C": 10.0, "max_features": 200000}
-
-
 def tfidf_model(task, C, max_features):
     features = make_union(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features),

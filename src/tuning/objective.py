@@ -13,7 +13,7 @@ import numpy as np
 
 from competition.metrics import score
 from core.artifacts import ExperimentDir
-from core.config import coerce
+from core.config import coerce, with_values
 from training.oof import fold_outputs
 from tuning.report import format_value
 from tuning.space import suggest
@@ -28,8 +28,10 @@ def trial_root(cfg, study_name):
 
 
 def remove_weights(folder):
-    for path in Path(folder).glob("fold*/model.pt"):
-        path.unlink(missing_ok=True)
+    """A finished or stopped trial's weights: each fold's model.pt and, where checkpoint_every left one, resume.pt."""
+    for name in ("model.pt", "resume.pt"):
+        for path in Path(folder).glob(f"fold*/{name}"):
+            path.unlink(missing_ok=True)
 
 
 def folds_score(exp, fold_list, comp, metric):
@@ -47,7 +49,7 @@ def worker_id():
 
 def make_objective(cfg, space, fold_list, comp, metric, study_name):
     import optuna
-    from training.trainer import TrainingDiverged
+    from training.hooks import TrainingDiverged
     from training.experiment import run_experiment
 
     root = trial_root(cfg, study_name)
@@ -56,7 +58,7 @@ def make_objective(cfg, space, fold_list, comp, metric, study_name):
     def objective(trial):
         trial.set_user_attr("worker", worker)
         params = suggest(trial, space)
-        tcfg = coerce({**cfg, **params, "models_dir": str(root), "name": f"trial-{trial.number}"})
+        tcfg = coerce(with_values({**cfg, "models_dir": str(root), "name": f"trial-{trial.number}"}, params))
         tcfg.pop("search_space")  # not a training setting: keep it out of the trial's config.yaml
         folder = root / tcfg["name"]
         shutil.rmtree(folder, ignore_errors=True)  # a leftover of a crashed run must not be reused

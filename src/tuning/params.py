@@ -5,8 +5,10 @@ from pathlib import Path
 import yaml
 
 from core.artifacts import write_yaml
-from core.config import DEFAULTS, UserError, check_keys, load_config
-from tuning.space import NOT_SEARCHABLE
+from core.config import load_config
+from core.errors import UserError
+from core.search_space import searchable
+from core.validation import check_keys
 
 BEST_PARAMS = "best_params.yaml"
 
@@ -37,7 +39,7 @@ def resolve_params(spec, config_path, overrides=()):
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a flat mapping of key: value")
-    check_keys(values, [k for k in DEFAULTS if k not in NOT_SEARCHABLE], str(path))
+    check_keys(values, searchable(), str(path))
     return path, values
 
 

@@ -6,11 +6,12 @@ weak trials early, scores the chosen folds' validation logits with the experimen
 deletes the trial's weights. Studies live in an Optuna RDB storage (default `sqlite:///models/optuna.db`);
 several workers pointed at one PostgreSQL URL share a study."""
 from competition.metrics import LOWER_IS_BETTER, competition_metric
-from core.config import UserError
+from core.errors import UserError
+from core.search_space import parse_search_space
 from tuning.objective import make_objective, worker_id
 from tuning.params import best_params_path, write_best_params
 from tuning.report import save_plots, summary
-from tuning.space import describe_space, parse_search_space
+from tuning.space import describe_space
 from tuning.study import check_fingerprint, create_study, default_storage, settings_fingerprint, shown_url
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import PATH_KEYS, UserError
+from core.config import PATH_KEYS
+from core.errors import UserError
 
 
 def make_sampler(seed, n_startup_trials=10):
