@@ -10,7 +10,7 @@
 # 4. a tiny splade-tiny run (EMA 0.99, FGM from epoch 1, checkpoint_every 5), SIGKILLed once resume.pt exists and
 #    resumed: its oof.csv (and an uninterrupted run's, which must be the same)
 # 5. one multi-label fold on ../shared/data/arxiv2007_archives (or $ARXIV): the fold's valid and test logits
-# REUSE=1 with the same WORK_DIR skips step 1 where it finished. Add SUITE=1 to time `bash run.sh test` in the clone as well. Takes about 25 minutes on a 2-core CPU (+11 with SUITE).
+# REUSE=1 with the same WORK_DIR skips step 1 where it finished. Add SUITE=1 (SUITE_ARGS: pytest's) to time `bash run.sh test` in the clone as well. Takes about 25 minutes on a 2-core CPU (+11 with SUITE).
 set -euo pipefail
 REV=${1:?usage: bash bench/behaviour_hashes.sh REV OUT.txt [WORK_DIR]}
 OUT=$(realpath -m "${2:?usage: bash bench/behaviour_hashes.sh REV OUT.txt [WORK_DIR]}")
@@ -102,7 +102,7 @@ hash_into_out "$WORK/arxiv" models/splade-tiny/fold0/valid_logits.npy models/spl
 if [ "${SUITE:-0}" = 1 ]; then
   say "suite: bash run.sh test"
   start=$(date +%s)
-  (cd "$CLONE" && bash run.sh test) > "$WORK/suite.log" 2>&1 || true
+  (cd "$CLONE" && bash run.sh test ${SUITE_ARGS:-}) > "$WORK/suite.log" 2>&1 || true
   say "   $(tail -1 "$WORK/suite.log") in $(( $(date +%s) - start )) s"
 fi
 say "done; logs in $WORK"

@@ -146,8 +146,17 @@ def test_ctrl_c_stops_with_one_line(tmp_path):
     started = time.time()
     while not log_lines(work) and time.time() - started < 300 and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        # pressed again where Python ignored one (likely: a SIGINT landing in a finaliser only prints "Exception
+        # ignored"); once in 255 tests on a loaded 2-core machine the run finished with status 0 after one SIGINT
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
 

@@ -187,17 +187,19 @@ def defaults(keys):
 
 
 def describe(keys):
-    """Lines for `--keys`: each key by group with its type, default and help."""
-    lines, group = [], None
+    """Lines for `--keys`: the keys by group (in the order groups first appear), each with its type, default and help."""
+    groups = {}
     for spec in keys:
-        if spec.group != group:
-            group = spec.group
-            lines += ["", f"[{group}]"]
-        lines.append(f"  {spec.name:<24} {spec.allowed():<44} default {spec.default!r}")
-        lines.append(f"  {'':<24} {spec.help}")
-        for f in spec.fields or ():
-            lines.append(f"    {spec.name + '.' + f.name:<22} {f.allowed():<44} default {f.default!r}")
-            lines.append(f"    {'':<22} {f.help}")
+        groups.setdefault(spec.group, []).append(spec)
+    lines = []
+    for group, specs in groups.items():
+        lines += ["", f"[{group}]"]
+        for spec in specs:
+            lines.append(f"  {spec.name:<24} {spec.allowed():<44} default {spec.default!r}")
+            lines.append(f"  {'':<24} {spec.help}")
+            for f in spec.fields or ():
+                lines.append(f"    {spec.name + '.' + f.name:<22} {f.allowed():<44} default {f.default!r}")
+                lines.append(f"    {'':<22} {f.help}")
     return lines[1:]
 
 
