@@ -3,7 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import write_competition
+
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = """

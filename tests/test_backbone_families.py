@@ -17,6 +17,8 @@ from competition.data import load_competition
 from helpers import write_competition
 from model.truncation import special_tokens
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 N_TRAIN, N_TEST = 80, 20

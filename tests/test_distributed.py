@@ -17,6 +17,8 @@ import torch
 from core import distributed
 from helpers import write_competition
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ("name: tiny\nbackbone: {backbone}\nmax_len: 32\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
           "head_lr: 3.0e-3\nepochs: 2\nbatch_size: 15\nn_folds: 2\nseed: 0\namp: none\ndropout: 0.0\n")

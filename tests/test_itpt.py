@@ -16,6 +16,8 @@ from model.attention import uses_fused_attention
 from model.backbones import resolve_backbone
 from training import experiment, itpt_cache, mlm
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 SETTINGS = ["backbone=splade-tiny", "itpt_max_len=32", "itpt_max_steps=30", "itpt_lr=1e-3", "itpt_batch_size=16",
             "itpt_holdout=0.2", "seed=0"]
 

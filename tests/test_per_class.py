@@ -10,6 +10,8 @@ import pytest
 from competition.data import load_competition
 from helpers import make_texts, write_competition
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

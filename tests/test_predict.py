@@ -11,6 +11,8 @@ import pytest
 
 from helpers import write_workspace
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ("name: tiny\nbackbone: splade-tiny\nmax_len: auto\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
           "head_lr: 3.0e-3\nepochs: 2\nbatch_size: 16\nn_folds: 2\nseed: 0\namp: none\n")

@@ -14,6 +14,8 @@ from competition.metrics import regression_scores, selection_metric
 from core.errors import UserError
 from helpers import write_competition
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -16,6 +16,8 @@ from core.artifacts import FolderLock
 from core.config import load_config
 from helpers import write_competition
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ("name: tiny\nbackbone: splade-tiny\nmax_len: 32\ntruncation: head\npooling: mean\nlr: 1.0e-3\n"
           "head_lr: 3.0e-3\nepochs: 3\nbatch_size: 16\nn_folds: 2\nseed: 0\n")
@@ -142,21 +144,16 @@ def test_real_nan_loss_is_one_clean_line(tmp_path):
 
 def test_ctrl_c_stops_with_one_line(tmp_path):
     work = make_work(tmp_path, "int")
-    proc = subprocess.Popen(train_cmd(), cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child, as a terminal's Ctrl-C finds it: a suite started from a background job
+    # (`nohup ... &`) hands SIG_IGN down to every child, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(train_cmd(), cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = time.time()
     while not log_lines(work) and time.time() - started < 300 and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        # pressed again where Python ignored one (likely: a SIGINT landing in a finaliser only prints "Exception
-        # ignored"); once in 255 tests on a loaded 2-core machine the run finished with status 0 after one SIGINT
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            pass
-    _, err = proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
 

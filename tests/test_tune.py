@@ -24,6 +24,8 @@ from tuning.params import resolve_params
 from tuning.search import run_tuning
 from tuning.study import open_storage
 
+pytestmark = pytest.mark.slow  # end-to-end: `bash run.sh test -m "not slow"` skips this module
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """name: tiny
 backbone: splade-tiny
