@@ -82,21 +82,18 @@ def check_value(spec, value, where=""):
 
 
 def check_mapping(given, fields, where):
-    """A nested group's given fields, each checked; unknown ones refused. The mapping itself is not changed: configs
-    keep what the user wrote, and the code merges the defaults where it reads them (merged)."""
+    """A nested group's given fields, each checked; unknown ones refused. Returns the checked values as a new dict:
+    the mapping itself is not changed (configs keep what the user wrote; merged adds the defaults where code reads
+    them)."""
     check_keys(given, [f.name for f in fields], where.rstrip("."))
     by_name = {f.name: f for f in fields}
-    for name, value in given.items():
-        check_value(by_name[name], value, where)
+    return {name: check_value(by_name[name], value, where) for name, value in given.items()}
 
 
 def merged(spec_name, given):
     """A nested group's defaults updated by the given fields, e.g. merged("adversarial", cfg["adversarial"])."""
     spec = BY_NAME[spec_name]
-    check_mapping(given, spec.fields, f"{spec_name}.")
-    out = defaults(spec.fields)
-    out.update({k: check_value({f.name: f for f in spec.fields}[k], v, f"{spec_name}.") for k, v in given.items()})
-    return out
+    return {**defaults(spec.fields), **check_mapping(given, spec.fields, f"{spec_name}.")}
 
 
 def check(cfg, keys, where=""):

@@ -44,7 +44,6 @@ class FitRun:
     scaler: object
     loss_fn: object
     position: Position = field(default_factory=Position)
-    epoch_batches: list = None
     epoch_started: float = 0.0
 
 
@@ -141,7 +140,7 @@ class FoldTrainer:
             position.running, position.seen = 0.0, 0
         position.epoch, position.batch, position.epoch_rng = epoch, skip, run.rng.bit_generator.state
         batches = bucketed_batches(run.lengths, self.cfg["batch_size"], run.rng)
-        run.epoch_batches, run.epoch_started = batches, time.time()
+        run.epoch_started = time.time()
         return progress(batches[skip:], desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="batch", leave=False,
                         initial=skip, total=len(batches))
 
