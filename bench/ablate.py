@@ -31,6 +31,9 @@ from core.validation import check_keys  # noqa: E402
 GRIDS = ROOT / "bench" / "grids.yaml"
 DOC = ROOT / "docs" / "experiments.md"
 REFERENCE = "tfidf"
+# cost columns, shown where the folds recorded them: header, format
+COSTS = {"train_rows_s": ("train rows/s", "{:.1f}"), "peak_rss_gb": ("peak RSS", "{:.2f} GB"),
+         "fold_mb": ("fold model.pt", "{:.1f} MB")}
 
 
 def load_grid(name, path=GRIDS):
@@ -44,9 +47,11 @@ def load_grid(name, path=GRIDS):
 
 
 def row_config(config_path, grid, row, extra, input_dir, models_dir):
-    """The backbone's config, then the grid's base keys, the row's keys and --set overrides (which win)."""
-    cfg = load_config(config_path)
-    overrides = {**grid["base"], **(grid["rows"][row] or {})}
+    """The backbone's config (or the row's own `config:` file, for rows that compare backbones), then the grid's base
+    keys, the row's keys and --set overrides (which win)."""
+    keys = dict(grid["rows"][row] or {})
+    cfg = load_config(ROOT / keys.pop("config") if "config" in keys else config_path)
+    overrides = {**grid["base"], **keys}
     check_keys(overrides, DEFAULTS, f"grid row '{row}'")
     cfg.update(overrides)
     for item in extra:
@@ -67,6 +72,12 @@ def fold_summary(exp, folds, keys):
     results = [exp.load_fold(k)[3] for k in folds]
     summary = {k: (float(np.mean([r[k] for r in results])), float(np.std([r[k] for r in results]))) for k in keys}
     summary["seconds"] = sum(r.get("seconds", 0.0) for r in results)
+    speeds = [r["train_rows_s"] for r in results if r.get("train_rows_s")]
+    summary["train_rows_s"] = float(np.mean(speeds)) if speeds else None
+    peaks = [r["peak_rss_gb"] for r in results if r.get("peak_rss_gb")]
+    summary["peak_rss_gb"] = max(peaks) if peaks else None
+    sizes = [(exp.fold(k) / "model.pt").stat().st_size for k in folds if (exp.fold(k) / "model.pt").exists()]
+    summary["fold_mb"] = float(np.mean(sizes)) / 1e6 if sizes else None
     return summary
 
 
@@ -104,9 +115,10 @@ def ran_on(exp):
 def table(grid, rows, summaries, keys, command, header):
     lines = [f"`{command}`", "", header, ""]
     paper = any(r in grid["paper"] for r in rows)
+    costs = [c for c in COSTS if any(s and s.get(c) for r, s in summaries.items() if r != REFERENCE)]
     lines.append("| row | changes | " + " | ".join(f"{k} (mean +- std)" for k in keys) + " | wall time |"
-                 + (" paper IMDb error % |" if paper else ""))
-    lines.append("|---|---|" + "---:|" * len(keys) + "---:|" + ("---:|" if paper else ""))
+                 + "".join(f" {COSTS[c][0]} |" for c in costs) + (" paper IMDb error % |" if paper else ""))
+    lines.append("|---|---|" + "---:|" * (len(keys) + 1 + len(costs)) + ("---:|" if paper else ""))
     best = {k: max((s[k][0] for r, s in summaries.items() if s and r != REFERENCE), default=None) for k in keys}
     for row in rows + [REFERENCE]:
         s = summaries.get(row)
@@ -115,7 +127,8 @@ def table(grid, rows, summaries, keys, command, header):
         cells = [f"{'**' if s[k][0] == best[k] else ''}{s[k][0]:.4f}{'**' if s[k][0] == best[k] else ''} +- {s[k][1]:.4f}"
                  if s else "not run" for k in keys]
         wall = f"{s['seconds'] / 60:.1f} min" if s else ""
-        lines.append(f"| {row} | {changes} | " + " | ".join(cells) + f" | {wall} |"
+        extra = "".join(f" {COSTS[c][1].format(s[c]) if s and s.get(c) else ''} |" for c in costs)
+        lines.append(f"| {row} | {changes} | " + " | ".join(cells) + f" | {wall} |" + extra
                      + (f" {grid['paper'].get(row, '')} |" if paper else ""))
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,6 @@ linking a competition's files, and worker subprocesses that print their result a
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +43,6 @@ def machine():
     return f"{where} (OMP_NUM_THREADS={threads}); torch {torch.__version__}, transformers {transformers.__version__}"
 
 
-def peak_rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # Linux: KiB
 
 
 def device_description():

@@ -15,3 +15,5 @@ $P bench/ablate.py truncation --data $D/imdb5k --folds 0,1,2
 $P bench/ablate.py itpt --data $D/bbc
 $P bench/ablate.py tricks --data $D/bbc --backbone minilm-l6 --rows base,all --folds 0,1,2
 $P bench/ablate.py truncation --data $D/bbc --backbone minilm-l6 --rows head_tail,head_tail_512 --folds 0,1
+bash bench/decoders.sh   # section 6: two threads, one run at a time (its own settings)
+bash bench/decoder_ensembles.sh

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import device_description, peak_rss_gb, run_worker  # noqa: E402
+from benchkit import device_description, run_worker  # noqa: E402
+from training.device import peak_rss_gb  # noqa: E402
 
 
 def load_rows(args):

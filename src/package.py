@@ -2,7 +2,7 @@
 blending/bundle.py for the layout). Copy it anywhere (an offline Kaggle notebook: upload it as a dataset) and run
 `python <bundle>/predict.py --test test.csv`; it needs torch, transformers and the libraries listed in its README.
 
-    python src/package.py [--name NAME] [--fp16]      (or: bash run.sh package [--fp16])
+    python src/package.py [--name NAME] [--fp16] [--base-from FOLDER]      (or: bash run.sh package [--fp16])
 """
 import argparse
 from pathlib import Path
@@ -18,6 +18,9 @@ def main():
     parser.add_argument("--name", default="bundle", help="folder name under --out")
     parser.add_argument("--out", default="dist")
     parser.add_argument("--fp16", action="store_true", help="store the fold weights in fp16 (half the size)")
+    parser.add_argument("--base-from", default=None, metavar="FOLDER",
+                        help="LoRA experiments: do not copy the base model; the bundle reads it from FOLDER where it "
+                             "runs (e.g. /kaggle/input/gemma-2-9b); default: the base weights go inside")
     parser.add_argument("--recipe", default="submissions/ensemble.json")
     parser.add_argument("--input-dir", default="input")
     parser.add_argument("--models-dir", default="models")
@@ -27,10 +30,12 @@ def main():
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
     root = Path(args.out) / args.name
     sample_path = find_sample_submission(args.input_dir, comp.settings["sample_submission"])
-    manifest = write_bundle(recipe, comp, sample_path, args.models_dir, root, args.fp16)
+    manifest = write_bundle(recipe, comp, sample_path, args.models_dir, root, args.fp16, args.base_from)
     size = sum(manifest["files"].values())
     print(f"bundle {root}/ ({size / 1e6:.1f} MB, {manifest['folds']} fold models, {manifest['precision']}) and "
           f"{root}.zip")
+    for name, where in manifest["bases"].items():
+        print(f"{name} (LoRA): base weights " + ("inside the bundle" if where == "inside" else f"read from {where}"))
     print(f"predict with it anywhere: python {root}/predict.py --test test.csv --out submission.csv")
 
 

@@ -115,6 +115,25 @@ def test_two_processes_give_the_oof_and_test_logits_of_one(tmp_path, backbone, e
     assert not [p for p in (two / "models").rglob("*") if ".tmp" in p.name]
 
 
+def test_two_processes_train_lora_adapters_as_one(tmp_path):
+    """A tiny Llama with LoRA (adapter dropout off): DDP all-reduces the adapters' and head's gradients only (the base
+    is frozen) and gives the single process's logits."""
+    import pandas as pd
+
+    from decoder_models import build_decoder
+    one = make_work(tmp_path, "one", "BACKBONE", "lora: {r: 4, dropout: 0.0}\n")
+    two = make_work(tmp_path, "two", "BACKBONE", "lora: {r: 4, dropout: 0.0}\n")
+    folder = build_decoder("llama", tmp_path / "llama", list(pd.read_csv(one / "input/train.csv")["body"]))
+    for work in (one, two):
+        config = work / "configs/tiny.yaml"
+        config.write_text(config.read_text().replace("BACKBONE", str(folder)))
+    alone, ddp = run(one, single()), run(two, torchrun())
+    assert alone.returncode == 0 and ddp.returncode == 0, (alone.stderr + ddp.stderr)[-3000:]
+    for k in (0, 1):
+        for expected, got in zip(fold_outputs(one, k)[1:], fold_outputs(two, k)[1:]):
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_an_error_on_rank_0_stops_every_rank(tmp_path, backbone):
     work = make_work(tmp_path, "bad", backbone, "max_len: 4096\n")
     (work / "configs" / "tiny.yaml").write_text((work / "configs" / "tiny.yaml").read_text()

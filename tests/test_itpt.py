@@ -90,8 +90,8 @@ def test_init_itpt_starts_from_checkpoint_weights(pretrained, monkeypatch):
     cfg = dict(cfg, name="from-itpt", init="itpt", max_len=32, truncation="head", epochs=1, n_folds=2, batch_size=32)
     started = []
 
-    def spy(cfg, path, n_labels):  # the model run_experiment builds, as it is before its first step
-        model = experiment_build(cfg, path, n_labels)
+    def spy(cfg, path, n_labels, label_words=None):  # the model run_experiment builds, before its first step
+        model = experiment_build(cfg, path, n_labels, label_words)
         started.append((path, {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}))
         return model
 

@@ -34,6 +34,7 @@ def test_bad_settings_and_missing_source_are_clear_errors(tmp_path):
 class RecordingTrainer:
     """Stands in for FoldTrainer: records which rows each fold trained and validated on."""
     calls = []
+    train_rows_s = None
 
     def __init__(self, cfg, model, task, metric, pad_id, device=None, log=None, on_eval=None, checkpoint_path=None):
         self.n = len(load_competition_classes)

@@ -38,6 +38,11 @@ def settled(cfg, results):
     return cfg
 
 
+def predict_settings(cfg):
+    """The training config as prediction builds the model: no re-initialised layers, no gradient checkpointing."""
+    return {**cfg, "reinit_layers": 0, "gradient_checkpointing": False}
+
+
 def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=None, on_fold=None, base=None):
     """One logit (or value) matrix per fold for `texts`, as the fold's model predicted its test rows in training.
     `base`: a bundle's folder, which its configs' backbone folders are relative to."""
@@ -51,19 +56,21 @@ def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=N
     architecture = AutoConfig.from_pretrained(backbone)
     collate = Collator(tokenizer.pad_token_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"],
                        cfg["max_len"])
+    lora = bool(cfg.get("lora"))
+    shared = build_model(predict_settings(cfg), backbone, n_classes) if lora else None  # the base is loaded once
     out = []
     for k, result in enumerate(results):
         started = time.time()
-        model = build_model({**cfg, "reinit_layers": 0, "gradient_checkpointing": False}, architecture, n_classes)
+        model = shared if shared is not None else build_model(predict_settings(cfg), architecture, n_classes)
         path = Path(models_dir) / name / f"fold{k}" / "model.pt"
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["classifier.weight"].shape[0] != n_classes:
             raise UserError(f"{path} predicts {state['classifier.weight'].shape[0]} labels, the recipe {n_classes}: "
                             f"it belongs to another competition or label set")
-        model.load_state_dict(state)
+        model.load_kept_state(state)  # LoRA: the fold's adapters and head over the shared base
         model.to(device)
         logits = predict_logits(model, rows, collate, cfg["eval_batch_size"], device, amp_dtype(device, cfg["amp"]),
-                         f"{name} fold {k}")
+                                f"{name} fold {k}")
         out.append(TargetScale(task, mean=result.get("target_mean"), std=result.get("target_std")).back(logits))
         if on_fold:
             on_fold(time.time() - started)

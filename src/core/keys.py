@@ -45,6 +45,13 @@ ADVERSARIAL_KEYS = (
     Key("lr", "float", 1.0, "AWP: step size relative to |w| / |g|", low=0, low_open=True),
     Key("start_epoch", "int", 1, "the first epoch (1-based) with the adversarial step", low=1),
 )
+LORA_KEYS = (
+    Key("r", "int", 8, "rank of each adapter's update", low=1),
+    Key("alpha", "float", 16.0, "scale: the update is multiplied by alpha / r", low=0, low_open=True),
+    Key("dropout", "float", 0.05, "share of the adapters' input dropped in training", low=0, high=1, high_open=True),
+    Key("target_modules", "list", "auto", "auto: every linear layer inside the transformer blocks (Llama, Qwen2, "
+        "Gemma-2: the attention and MLP projections); or a list of their names (q_proj, v_proj)"),
+)
 PSEUDO_LABEL_KEYS = (
     Key("min_confidence", "float", 0.95, "a test row joins when the ensemble's top probability reaches this",
         low=0.5, high=1, high_open=True),
@@ -56,8 +63,8 @@ PSEUDO_LABEL_KEYS = (
 
 EXPERIMENT_KEYS = (
     Key("name", "str", "experiment", "output folder models/<name>/ (default: the config file's name)", group="run"),
-    Key("backbone", "str", "splade-tiny", "an alias (splade-tiny, minilm-l6, mpnet-base), a Hugging Face id or a "
-        "local model folder", group="model"),
+    Key("backbone", "str", "splade-tiny", "an alias (splade-tiny, minilm-l6, mpnet-base, smollm2-135m), a Hugging "
+        "Face id, a local model folder or a local .gguf file", group="model"),
     Key("init", "str", "pretrained", "pretrained | itpt (its within-task pre-trained checkpoint) | a checkpoint folder",
         group="model"),
     Key("max_len", "auto_int", "auto", "tokens per text; auto: 90th percentile of the train texts, within the "
@@ -68,12 +75,22 @@ EXPERIMENT_KEYS = (
     Key("chunk_pool", "str", "mean", "hierarchical only: how chunk vectors are pooled", group="input",
         choices=("mean", "max", "attention")),
     Key("max_chunks", "int", 4, "hierarchical only: chunks of max_len per text", group="input", low=1),
-    Key("pooling", "str", "cls", "how token vectors become one", group="model",
-        choices=("cls", "mean", "max", "last4_concat", "last4_max", "attention")),
+    Key("pooling", "str", "auto", "how token vectors become one; auto: cls for encoders, last (the last real "
+        "token) for decoders, which refuse cls and last4_*", group="model",
+        choices=("auto", "cls", "last", "mean", "max", "last4_concat", "last4_max", "attention")),
+    Key("head", "str", "linear", "linear: a new classifier on the pooled vector; label_words (decoders): the LM "
+        "head's logits for the class names after `prompt`, then fine-tuned", group="model",
+        choices=("linear", "label_words")),
+    Key("prompt", "str", "{text}\nAnswer:", "label_words head only: the template around each text ({text} marks "
+        "where; the class name is the answer that follows)", group="model"),
+    Key("lora", "group", {}, "LoRA adapters (peft) on the backbone: only they and the head train and are saved; {} "
+        "is full fine-tuning", group="model", fields=LORA_KEYS),
+    Key("quantize", "str", "none", "4bit | 8bit: the frozen base loaded through bitsandbytes (QLoRA; CUDA only, "
+        "with lora)", group="model", choices=("none", "4bit", "8bit")),
     Key("dropout", "float", 0.1, "before the classifier", group="model", low=0, high=1, high_open=True),
     Key("attention_dropout", "float", 0.0, "inside the backbone's attention; null keeps the checkpoint's (0 is "
         "faster on CPU)", group="model", low=0, high=1, high_open=True, nullable=True),
-    Key("lr", "float", 2e-5, "learning rate of the top encoder layer", group="optimiser", low=0, low_open=True),
+    Key("lr", "float", 2e-5, "learning rate of the top encoder layer (with lora: of the top layer's adapters)", group="optimiser", low=0, low_open=True),
     Key("llrd_decay", "float", 0.95, "layer-wise decay xi: layer k below the top trains at lr * xi**k",
         group="optimiser", low=0, high=1, low_open=True),
     Key("head_lr", "float", 1e-3, "learning rate of the pooling head and classifier", group="optimiser", low=0,

@@ -1,2 +1,3 @@
-"""The model: backbones (aliases, split packages), the classifier with its pooling heads and attention, truncation,
-optimiser and LLRD, training tricks. May import: core, competition."""
+"""The model: backbones (aliases, split packages, GGUF files), decoder LLMs and their LoRA adapters, the classifier
+with its pooling heads, label-words head and attention, truncation, optimiser and LLRD, training tricks. May import:
+core, competition."""

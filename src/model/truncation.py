@@ -56,9 +56,20 @@ def special_tokens(tokenizer):
     raise ValueError(f"cannot locate the special-token template of {type(tokenizer).__name__}")
 
 
+def row_template(tokenizer, cfg):
+    """(prefix, suffix) ids around each row's text: the tokenizer's special tokens; for the label-words head the
+    prompt's parts too, and no special token after it (the last position is where the answer word would come)."""
+    prefix, suffix = special_tokens(tokenizer)
+    if cfg.get("head", "linear") == "label_words":
+        from model.label_words import prompt_parts
+        before, after = prompt_parts(tokenizer, cfg["prompt"])
+        return prefix + before, after
+    return prefix, suffix
+
+
 def build_inputs(tokenizer, token_ids, cfg):
     """Model inputs per row: a list of ids, or for `hierarchical` a list of chunks (lists of ids)."""
-    prefix, suffix = special_tokens(tokenizer)
+    prefix, suffix = row_template(tokenizer, cfg)
     budget = cfg["max_len"] - len(prefix) - len(suffix)
     if budget < 1:
         raise ValueError(f"max_len {cfg['max_len']} leaves no room for tokens")

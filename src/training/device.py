@@ -3,6 +3,7 @@ import functools
 import os
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,13 @@ def threads_note(threads):
 
 def precision_name(dtype):
     return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+
+
+def peak_rss_gb():
+    """This process's peak resident memory so far in GB (Linux and macOS; None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 ** 3 if sys.platform == "darwin" else 1024 ** 2)  # bytes on macOS, KiB on Linux

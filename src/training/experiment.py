@@ -13,10 +13,14 @@ from core.config import DEFAULTS, PATH_KEYS
 from core.distributed import on_main, seed_per_rank
 from core.errors import UserError
 from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
+from model.decoders import is_decoder, settled_pooling
+from model.label_words import check_label_words, class_token_ids
+from model.lora import check_lora_settings, lora_settings
 from model.modeling import build_model, max_positions
 from model.tricks import describe_tricks
 from model.truncation import build_inputs, choose_max_len, length_report, tokenize_texts
-from training.device import amp_dtype, pick_device, precision_name, seed_everything, share_cores, threads_note
+from training.device import (amp_dtype, peak_rss_gb, pick_device, precision_name, seed_everything, share_cores,
+                             threads_note)
 from training.hooks import TrainingDiverged
 from training.itpt_cache import checkpoint_dir
 from training.mlm import ensure_checkpoint
@@ -51,6 +55,20 @@ def start_point(cfg, comp):
     if Path(cfg["init"]).is_dir():
         return StartPoint(backbone_path, cfg["init"])
     raise UserError(f"init '{cfg['init']}' is neither 'pretrained' nor an existing checkpoint folder")
+
+
+def with_model_settings(cfg, comp, start):
+    """cfg with `pooling: auto` settled for the backbone (last for decoders, cls for encoders), after one line for any
+    setting the backbone, task or device cannot take (LoRA/QLoRA, the label-words head, ITPT of a decoder)."""
+    from transformers import AutoConfig
+    decoder = is_decoder(AutoConfig.from_pretrained(start.backbone_path))
+    if decoder and start.itpt is not None:
+        raise UserError(f"init: itpt continues masked-LM pre-training, and {cfg['backbone']} is a decoder (causal LM): "
+                        f"ITPT for decoders is not built; use init: pretrained")
+    cfg = {**cfg, "pooling": settled_pooling(cfg["pooling"], decoder, cfg["backbone"])}
+    check_lora_settings(cfg, pick_device().type == "cuda")
+    check_label_words(cfg, comp.task, decoder, cfg["backbone"])
+    return cfg
 
 
 def make_ready(cfg, comp, start):
@@ -124,6 +142,7 @@ def run_experiment(cfg, fold_list=None, on_eval=None, verbose=True, keep_going=T
                         f"remove `loss` (cross-entropy is used)")
     exp = ExperimentDir(cfg["models_dir"], cfg["name"])
     start = start_point(cfg, comp)
+    cfg = with_model_settings(cfg, comp, start)
     on_main(lambda: write_settings(cfg, exp, start))
     start_from = train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, start, threads)
     return on_main(lambda: assemble_when_complete(cfg, comp, folds, exp, metric, start_from, verbose))
@@ -170,9 +189,11 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, s
         tricks = describe_tricks(cfg)
         print(f"{cfg['name']}: {cfg['backbone']} from {start_from} on {device} "
               f"({precision_name(amp_dtype(device, cfg['amp']))}, {threads_note(threads)}), {cfg['truncation']} "
-              f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling, lr {cfg['lr']} xi {cfg['llrd_decay']}, "
+              f"truncation at {cfg['max_len']}, {cfg['pooling']} pooling{describe_head(cfg)}, lr {cfg['lr']} "
+              f"xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
-        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from)
+        label_words = class_token_ids(tokenizer, comp.classes) if cfg["head"] == "label_words" else None
+        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from, label_words)
     diverged, locks = {}, {}
     for k in todo:
         claim = on_main(lambda: claim_fold(exp, k, locks))
@@ -222,6 +243,7 @@ class FoldInputs:
     pad_id: int
     device: object
     start_from: str
+    label_words: list = None  # head: label_words: each class name's token ids
 
 
 def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
@@ -232,7 +254,12 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     valid_idx = np.flatnonzero(folds == k)
     print(f"fold {k}: train {len(train_idx)} rows, valid {len(valid_idx)} rows")
     seed_everything(cfg["seed"] + k)
-    model = build_model(cfg, start_from, len(comp.classes))
+    model = build_model(cfg, start_from, len(comp.classes), inputs.label_words)
+    if lora_settings(cfg):
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        print(f"  LoRA: {trainable:,} trainable of {total:,} parameters ({trainable / total:.2%}; the adapters and the "
+              f"head, all a fold saves)")
     seed_per_rank(cfg["seed"] + k)
     log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
     trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
@@ -243,12 +270,23 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
               "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
               "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
-              "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0}
+              "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0,
+              "train_rows_s": trainer.train_rows_s and round(trainer.train_rows_s, 2),
+              "peak_rss_gb": peak_rss_gb() and round(peak_rss_gb(), 2)}
     on_main(lambda: save_fold(exp, k, trainer, [comp.train_ids[i] for i in valid_idx], test_logits, result))
     print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
 
 
+def describe_head(cfg):
+    lora = lora_settings(cfg)
+    words = f", label-words head ({cfg['prompt']!r})" if cfg["head"] == "label_words" else ""
+    if lora:
+        words += f", LoRA r {lora['r']} alpha {lora['alpha']:g}"
+        words += f" on a {cfg['quantize']} base" if cfg["quantize"] != "none" else ""
+    return words
+
+
 def save_fold(exp, k, trainer, valid_ids, test_logits, result):
-    save_weights(exp.fold(k) / "model.pt", trainer.best_state)
+    save_weights(exp.fold(k) / "model.pt", trainer.best_state)  # with LoRA: the adapters and the head only
     exp.save_fold(k, valid_ids, trainer.best_valid_logits, test_logits, result)
     (exp.fold(k) / "resume.pt").unlink(missing_ok=True)  # the fold is complete: its mid-fold state is not needed

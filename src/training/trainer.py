@@ -45,6 +45,8 @@ class FitRun:
     loss_fn: object
     position: Position = field(default_factory=Position)
     epoch_started: float = 0.0
+    rows_trained: int = 0          # rows through forward, backward and step in this process (not evaluation)
+    train_seconds: float = 0.0
 
 
 class FoldTrainer:
@@ -59,6 +61,7 @@ class FoldTrainer:
         self.log = log or (lambda record: None)
         self.on_eval = on_eval  # called with (step, score): tune.py reports to Optuna and may prune
         self.best_score, self.best_state, self.best_valid_logits, self.best_scores = None, None, None, None
+        self.train_rows_s = None  # training rows per second of the last fit (forward, backward, step)
         self.target_scale = TargetScale(task)
         self.model.to(self.device)
         self.ddp = self.model  # DistributedDataParallel around it under torchrun, from fit on
@@ -79,7 +82,7 @@ class FoldTrainer:
         improved = is_better(self.metric, scores[self.metric], self.best_score)
         if improved:
             self.best_score, self.best_scores, self.best_valid_logits = scores[self.metric], scores, logits
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.kept_state().items()}
         self.log({"epoch": epoch, "step": step, "train_loss": train_loss, **scores, "best": improved})
         if self.on_eval:
             self.on_eval(step, scores[self.metric])
@@ -111,7 +114,8 @@ class FoldTrainer:
                 if (i + 1) % self.cfg["grad_accum"] == 0 or i + 1 == run.batches_per_epoch:
                     self.take_step(run, bar, valid_rows, valid_y)
             self.end_epoch(run, valid_rows, valid_y)
-        self.model.load_state_dict(self.best_state)
+        self.model.load_kept_state(self.best_state)
+        self.train_rows_s = run.rows_trained / run.train_seconds if run.train_seconds else None
         return self.best_scores
 
     def start(self, train_rows, train_y):
@@ -146,6 +150,7 @@ class FoldTrainer:
 
     def train_batch(self, run, idx, i):
         """Forward and backward of batch i of the epoch (this rank's share of it), then the hooks."""
+        started = time.perf_counter()
         position = run.position
         mine, counted = my_share(idx)  # idx itself in a single-process run
         weight = share_weight(counted, len(idx))
@@ -161,11 +166,14 @@ class FoldTrainer:
         position.running += loss.item() * len(idx)
         position.seen += len(idx)
         position.batch = i + 1
+        run.rows_trained += len(idx)
+        run.train_seconds += time.perf_counter() - started
 
     def take_step(self, run, bar, valid_rows, valid_y):
         """An optimizer step, the hooks after it, an evaluation where `eval_every` asks, then the end-of-step hooks."""
-        position = run.position
+        position, started = run.position, time.perf_counter()
         optimizer_step(self.model, run.optimizer, run.scheduler, run.scaler, self.cfg["max_grad_norm"])
+        run.train_seconds += time.perf_counter() - started
         for hook in self.hooks:
             hook.on_step(self, position)
         position.step += 1
