@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The ensembles of docs/experiments.md section 6: the decoder grid's experiments (bench/decoders.sh) blended by
-# src/ensemble.py on their 3 folds, without SmolLM2 (minilm-l6 + the TF-IDF baseline) and with it (every row), then
-# the test accuracy of each submission against the data set's solution.csv.
+# The tables and ensembles of docs/experiments.md section 6: the decoder grid's experiments (bench/decoders.sh)
+# blended by src/ensemble.py on their 3 folds, without SmolLM2 (minilm-l6 + the TF-IDF baseline) and with it (every
+# row), then the test accuracy of each submission against the data set's solution.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 WORK=${WORK:-models/ablate-decoders}
 D=../shared/data
+# the full tables first (bench/decoders.sh runs and publishes one row at a time)
+$PY bench/ablate.py decoders --data $D/agnews --backbone smollm2-135m-lora --work "$WORK" --table-only
+$PY bench/ablate.py decoders --data $D/imdb5k --backbone smollm2-135m-lora --work "$WORK" --table-only \
+  --rows lora_r16,minilm_l6 --set max_len=256 max_train_rows=2000
 for data in agnews imdb5k; do
   exp=$WORK/$data/smollm2-135m-lora-decoders
   [ -d "$exp" ] || continue
