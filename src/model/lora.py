@@ -12,6 +12,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.validation import merged
+from model.tricks import adversarial_settings
 
 QUANTIZE_INSTALL = "pip install bitsandbytes   (a CUDA machine; never needed on a CPU)"
 
@@ -80,7 +81,8 @@ def check_lora_settings(cfg, on_cuda):
     if cfg.get("reinit_layers"):
         raise UserError("reinit_layers re-initialises frozen weights that LoRA never trains; remove reinit_layers "
                         "or lora")
-    if (cfg.get("adversarial") or {}).get("kind", "fgm") == "fgm" and cfg.get("adversarial"):
+    adversarial = adversarial_settings(cfg)
+    if adversarial and adversarial["kind"] == "fgm":
         raise UserError("adversarial.kind fgm steps the word embeddings along their gradient, which LoRA freezes; "
                         "use adversarial.kind: awp (it perturbs the adapters) or remove adversarial")
 
