@@ -208,8 +208,8 @@ def test_settings_lora_and_the_label_words_head_refuse(folders):
 def test_lora_rank_is_searchable_by_tune():
     space = parse_search_space({"lora.r": {"low": 4, "high": 16, "step": 4}})
     assert space["lora.r"][0] == "int"
-    cfg = with_values(settings(lora={"r": 8, "alpha": 16}), {"lora.r": 12})
-    assert lora_settings(cfg)["r"] == 12 and lora_settings(cfg)["alpha"] == 16
+    cfg = with_values(settings(lora={"r": 8, "alpha": 24}), {"lora.r": 12})  # alpha not the default: kept
+    assert lora_settings(cfg)["r"] == 12 and lora_settings(cfg)["alpha"] == 24
 
 
 def test_qlora_on_a_cpu_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, folders):
