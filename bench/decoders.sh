@@ -8,10 +8,14 @@ PY=.venv/bin/python
 export HF_HUB_OFFLINE=1
 export OMP_NUM_THREADS=${DECODERS_THREADS:-2}  # one run at a time with both cores (bench/experiments.sh sets 1)
 WORK=${WORK:-models/ablate-decoders}
-for row in lora_r16 minilm_l6 lora_r8 label_words_r8 full; do
-  $PY bench/ablate.py decoders --data ../shared/data/agnews --backbone smollm2-135m-lora --rows "$row" --work "$WORK"
-done
-for row in lora_r16 minilm_l6; do
-  $PY bench/ablate.py decoders --data ../shared/data/imdb5k --backbone smollm2-135m-lora --rows "$row" --work "$WORK" \
+agnews() {
+  $PY bench/ablate.py decoders --data ../shared/data/agnews --backbone smollm2-135m-lora --rows "$1" --work "$WORK"
+}
+imdb5k() {
+  $PY bench/ablate.py decoders --data ../shared/data/imdb5k --backbone smollm2-135m-lora --rows "$1" --work "$WORK" \
     --set max_len=256 max_train_rows=2000
-done
+}
+# cheapest-first, so that a session that ends mid-grid leaves whole tables behind; full fine-tuning is the slowest
+agnews lora_r16; agnews minilm_l6; agnews lora_r8
+imdb5k lora_r16; imdb5k minilm_l6
+agnews label_words_r8; agnews full

@@ -25,17 +25,22 @@ def main():
                         help="average each experiment's folds as probabilities (default) or raw logits")
     parser.add_argument("--no-baseline", action="store_true", help="leave tfidf-baseline out of the candidates")
     parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"ways to combine the experiments to compare (default: all of {', '.join(METHODS)})")
+                        help=f"ways to combine the experiments to compare (default: all of {', '.join(METHODS)}; "
+                             f"gbm_stacking, a LightGBM meta-model, joins stacking where the data YAML names "
+                             f"feature_columns)")
+    parser.add_argument("--no-features", action="store_true",
+                        help="leave the data YAML's feature_columns out of the meta-models")
     args = parser.parse_args()
     run_ensemble(args.experiments or None, args.input_dir, args.models_dir, args.data_config, args.submissions_dir,
-                 args.average, not args.no_baseline, parse_methods(args.methods))
+                 args.average, not args.no_baseline, parse_methods(args.methods), not args.no_features)
 
 
 def parse_methods(text):
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in methods if m not in METHODS]
+    known = METHODS + ("gbm_stacking",)
+    unknown = [m for m in methods if m not in known]
     if unknown or not methods:
-        raise UserError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+        raise UserError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(known)}")
     return methods
 
 

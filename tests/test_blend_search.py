@@ -43,18 +43,18 @@ def test_stacking_oof_rows_are_never_seen_by_the_meta_model_that_predicts_them(m
     fit, predict = Stacker.fit, Stacker.predict
     seen = []
 
-    def recording_fit(self, p, labels):
+    def recording_fit(self, p, labels, side=None):
         self.rows = {tuple(np.round(r, 9)) for r in p[0]}
-        return fit(self, p, labels)
+        return fit(self, p, labels, side)
 
-    def checking_predict(self, p):
+    def checking_predict(self, p, side=None):
         rows = {tuple(np.round(r, 9)) for r in p[0]}
         seen.append((len(self.rows), len(rows & self.rows)))
-        return predict(self, p)
+        return predict(self, p, side)
 
     monkeypatch.setattr(Stacker, "fit", recording_fit)
     monkeypatch.setattr(Stacker, "predict", checking_predict)
-    result = blend_search.stacking_method("single", y, folds, probs, probs, "accuracy")
+    result = blend_search.RUNNERS["stacking"]("single", y, folds, probs, probs, "accuracy")
     held_out = [overlap for fitted, overlap in seen if fitted < len(y)]
     assert len(held_out) == 5 and held_out == [0] * 5  # one meta-model per fold, none saw the rows it predicted
     assert result["held_out"].shape == (200, 3) and np.allclose(result["held_out"].sum(1), 1)

@@ -12,7 +12,8 @@ from core.artifacts import ExperimentDir, FolderLock
 from core.cli import run_cli
 from core.errors import UserError
 from training import device
-from training.experiment import claim_fold, with_max_len
+from training.experiment import claim_fold
+from training.inputs import with_max_len
 
 
 def test_a_claimed_fold_loses_what_a_kill_left_and_a_fold_held_elsewhere_keeps_it(tmp_path):

@@ -7,7 +7,7 @@ from competition.data import load_competition
 from core.config import load_config
 from core.errors import UserError
 from helpers import write_competition
-from training import experiment, pseudo
+from training import experiment, inputs, pseudo
 from training.targets import TargetScale
 
 
@@ -69,8 +69,8 @@ def test_pseudo_labels_join_training_rows_and_never_a_validation_fold(tmp_path, 
     frame.to_csv(tmp_path / "ensemble_test.csv", index=False)
 
     made = []
-    real_build = experiment.build_inputs
-    monkeypatch.setattr(experiment, "build_inputs", lambda *a: made.append(real_build(*a)) or made[-1])
+    real_encode = inputs.encode_rows
+    monkeypatch.setattr(inputs, "encode_rows", lambda *a: made.append(real_encode(*a)) or made[-1])
     monkeypatch.setattr(experiment, "FoldTrainer", RecordingTrainer)
     monkeypatch.setattr(experiment, "build_model", lambda *a: None)
     RecordingTrainer.calls = []

@@ -1,7 +1,7 @@
 import pytest
 
 from model.backbones import load_tokenizer, resolve_backbone
-from model.truncation import (CPU_TOKENS_PER_EPOCH, build_inputs, choose_max_len, chunk, head_tail_split, length_report,
+from model.truncation import (build_inputs, choose_max_len, chunk, head_tail_split, length_report,
                               truncate)
 
 IDS = list(range(100, 120))  # 20 tokens

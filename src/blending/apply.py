@@ -17,6 +17,7 @@ from competition.submission import check_submission, submission_frame
 from core.artifacts import BASELINE, atomic_write
 from core.errors import UserError
 from training.tfidf import fold_model, predict_texts
+from training.tfidf_fields import baseline_inputs
 
 
 def read_test(path, comp):
@@ -24,6 +25,7 @@ def read_test(path, comp):
     s = comp.settings
     test = read_table(path, s["sep"], s["encoding"], "test data")
     require_columns(test, [comp.id_column] + comp.text_columns, path, "text_columns")
+    require_columns(test, s.get("feature_columns") or [], path, "feature_columns")
     dup = test[comp.id_column][test[comp.id_column].duplicated()]
     if len(dup):
         raise UserError(f"{path}: {len(dup)} duplicate ids in column '{comp.id_column}' (first: {dup.iloc[0]!r})")
@@ -40,7 +42,7 @@ def with_test(comp, test, texts):
 def baseline_logits(models_dir, comp, input_dir, texts):
     cfg = yaml.safe_load((Path(models_dir) / BASELINE / "config.yaml").read_text())
     folds = read_folds(Path(input_dir) / "folds.csv", comp)
-    return [predict_texts(fold_model(cfg, comp, folds, k), comp, np.array(texts, dtype=object))
+    return [predict_texts(fold_model(cfg, comp, folds, k), comp, baseline_inputs(texts))
             for k in range(cfg["n_folds"])]
 
 
@@ -66,12 +68,14 @@ def predict_file(recipe, comp, test_path, models_dir, out, base=None, input_dir=
     print(f"predict {test_path}: {len(test)} rows with {', '.join(recipe['experiments'])} "
           f"({recipe['method']}, {recipe['kind']})")
     started = time.time()
+    view = with_test(comp, test, texts)
+    inputs = view.inputs("test")  # the joined texts, or with fields each field's
     files = {n: experiment_files(models_dir, n) for n in recipe["experiments"]}
     timer = TimeLeft(sum(len(r) for n, (_, r) in files.items() if n != BASELINE))
     predictions = []
     for name, (cfg, results) in files.items():
-        logits = (baseline_logits(models_dir, comp, input_dir, texts) if name == BASELINE else
-                  fold_logits(models_dir, name, cfg, results, texts, len(comp.classes), comp.task, on_fold=timer,
+        logits = (baseline_logits(models_dir, comp, input_dir, inputs) if name == BASELINE else
+                  fold_logits(models_dir, name, cfg, results, inputs, len(comp.classes), comp.task, on_fold=timer,
                               base=base))
         predictions.append(logits)
         if logits_dir:
@@ -79,8 +83,7 @@ def predict_file(recipe, comp, test_path, models_dir, out, base=None, input_dir=
                 path = Path(logits_dir) / name / f"fold{k}.npy"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, fold)
-    prob, rules = combine(recipe, experiment_probabilities(recipe, predictions))
-    view = with_test(comp, test, texts)
+    prob, rules = combine(recipe, experiment_probabilities(recipe, predictions), view.side_features("test"))
     frame = submission_frame(view, prob, recipe["kind"], rules, recipe["metric"])
     sep, encoding = comp.settings["sample_sep"] or ",", comp.settings["encoding"]
 

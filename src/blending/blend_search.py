@@ -2,7 +2,9 @@
 
 Methods: the best single model, equal weights, non-negative weights fitted on the OOF loss (SLSQP), greedy forward
 selection with replacement (Caruana et al. 2004) and stacking (a logistic-regression meta-model on the models'
-log-probabilities; ridge regression on their predictions for regression targets). Every method is fitted twice: on
+log-probabilities; ridge regression on their predictions for regression targets), and where the data YAML names
+`feature_columns`, the same meta-model and a LightGBM one (gbm_stacker.py) with those columns beside the models'
+predictions. Every method is fitted twice: on
 all OOF rows, which gives the test prediction, and once per fold on the other folds' rows, scored on that fold's
 rows ("fold-held-out" OOF). Methods are compared on the
 held-out score alone, so one with more freedom to fit the OOF rows gets no free points from them.
@@ -13,6 +15,7 @@ from scipy.special import logit
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from competition.metrics import LOWER_IS_BETTER, probability_metric, score_probabilities
+from competition.side_features import FeatureEncoder
 
 METHODS = ("best_single", "equal", "fitted", "forward", "stacking")  # simplest first: ties go to the simpler
 MAX_FORWARD_STEPS = 50
@@ -127,37 +130,62 @@ def linear_from_state(state, kind):
     return model
 
 
+def side_columns(side, rows):
+    """The side-feature frame's rows (a boolean mask or positions), or None."""
+    return None if side is None else side.iloc[np.flatnonzero(rows) if np.asarray(rows).dtype == bool else rows]
+
+
 class Stacker:
     """Logistic regression on the models' log-probabilities (single-label: multinomial over all models' classes;
     multi-label: one per label on that label's logits from each model; a label with one class in the fitting rows
-    falls back to the models' mean)."""
+    falls back to the models' mean); ridge per target for regression. Side features (data YAML `feature_columns`,
+    competition/side_features.py) join every model's inputs, their encoder fitted on the same rows."""
+
+    kind = "linear"
 
     def __init__(self, task, n_classes, C=1.0):
         self.task, self.n_classes, self.C = task, n_classes, C
+        self.features = None
 
-    def fit(self, probs, y):
+    def design(self, probs, side):
+        """(x, encoded side features or None): x as stack_features gives it."""
         x = stack_features(self.task, probs)
+        return x, (None if self.features is None else self.features.transform(side))
+
+    @staticmethod
+    def joined(x, extra):
+        return x if extra is None else np.concatenate([x, extra], axis=1)
+
+    def fit(self, probs, y, side=None):
+        self.features = None if side is None else FeatureEncoder().fit(side)
+        x, extra = self.design(probs, side)
         if self.task == "regression":  # ridge per target on every model's prediction of it
-            self.models = [Ridge(alpha=1.0).fit(x[:, :, j].T, y[:, j]) for j in range(y.shape[1])]
+            self.models = [Ridge(alpha=1.0).fit(self.joined(x[:, :, j].T, extra), y[:, j]) for j in range(y.shape[1])]
             return self
         if self.task == "single":
             self.classes_ = np.unique(y)
-            self.model = LogisticRegression(C=self.C, max_iter=2000).fit(x, y) if len(self.classes_) > 1 else None
+            self.model = (LogisticRegression(C=self.C, max_iter=2000).fit(self.joined(x, extra), y)
+                          if len(self.classes_) > 1 else None)
             return self
-        self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(x[:, :, j].T, y[:, j])
+        self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(self.joined(x[:, :, j].T, extra), y[:, j])
                        if 0 < y[:, j].sum() < len(y) else None for j in range(y.shape[1])]
         return self
 
     def state(self):
         """Everything predict needs, as plain numbers: what predict.py reads back with from_state."""
-        state = {"task": self.task, "n_classes": self.n_classes, "C": self.C}
+        state = {"kind": self.kind, "task": self.task, "n_classes": self.n_classes, "C": self.C,
+                 "features": None if self.features is None else self.features.state()}
         if self.task == "single":
             return {**state, "classes": np.asarray(self.classes_).tolist(), "model": linear_state(self.model)}
         return {**state, "models": [linear_state(m) for m in self.models]}
 
     @classmethod
     def from_state(cls, state):
+        if state.get("kind", "linear") != "linear":
+            from blending.gbm_stacker import GBMStacker
+            return GBMStacker.from_state(state)
         stacker = cls(state["task"], state["n_classes"], state["C"])
+        stacker.features = FeatureEncoder.from_state(state["features"]) if state.get("features") else None
         kind = "ridge" if state["task"] == "regression" else "logistic"
         if state["task"] == "single":
             stacker.classes_, stacker.model = np.asarray(state["classes"]), linear_from_state(state["model"], kind)
@@ -165,19 +193,19 @@ class Stacker:
             stacker.models = [linear_from_state(m, kind) for m in state["models"]]
         return stacker
 
-    def predict(self, probs):
-        x = stack_features(self.task, probs)
+    def predict(self, probs, side=None):
+        x, extra = self.design(probs, side)
         if self.task == "single":
             out = np.full((x.shape[0], self.n_classes), EPS)
             if self.model is None:
                 out[:, self.classes_[0]] = 1.0
             else:
-                out[:, self.model.classes_] = self.model.predict_proba(x)
+                out[:, self.model.classes_] = self.model.predict_proba(self.joined(x, extra))
             return out / out.sum(1, keepdims=True)
         if self.task == "regression":
-            return np.stack([m.predict(x[:, :, j].T) for j, m in enumerate(self.models)], axis=1)
+            return np.stack([m.predict(self.joined(x[:, :, j].T, extra)) for j, m in enumerate(self.models)], axis=1)
         mean = np.mean(probs, axis=0)
-        return np.stack([m.predict_proba(x[:, :, j].T)[:, 1] if m is not None else mean[:, j]
+        return np.stack([m.predict_proba(self.joined(x[:, :, j].T, extra))[:, 1] if m is not None else mean[:, j]
                          for j, m in enumerate(self.models)], axis=1)
 
 
@@ -197,7 +225,7 @@ def held_out_prediction(folds, fit_predict):
 def weight_method(name):
     fit = WEIGHT_FITS[name]
 
-    def run(task, y, folds, probs, test_probs, metric):
+    def run(task, y, folds, probs, test_probs, metric, side=None):
         weights = fit(task, y, probs, metric)
         held = held_out_prediction(folds, lambda train, rows: blend(
             [p[rows] for p in probs], fit(task, y[train], [p[train] for p in probs], metric)))
@@ -205,25 +233,43 @@ def weight_method(name):
     return run
 
 
-def stacking_method(task, y, folds, probs, test_probs, metric):
-    n_classes = probs[0].shape[1]
-    held = held_out_prediction(folds, lambda train, rows: Stacker(task, n_classes).fit(
-        [p[train] for p in probs], y[train]).predict([p[rows] for p in probs]))
-    final = Stacker(task, n_classes).fit(probs, y)
-    return {"weights": None, "stacker": final, "oof": final.predict(probs), "held_out": held,
-            "test": final.predict(test_probs)}
+def stacking_method(make):
+    """A meta-model method: `make(task, n_classes)` fitted on each fold's other rows for the held-out prediction,
+    then on every row for the test prediction; `side` (train, test): the side-feature frames or None."""
+    def run(task, y, folds, probs, test_probs, metric, side=None):
+        n_classes = probs[0].shape[1]
+        train_side, test_side = side if side is not None else (None, None)
+        held = held_out_prediction(folds, lambda train, rows: make(task, n_classes).fit(
+            [p[train] for p in probs], y[train], side_columns(train_side, train)).predict(
+            [p[rows] for p in probs], side_columns(train_side, rows)))
+        final = make(task, n_classes).fit(probs, y, train_side)
+        return {"weights": None, "stacker": final, "oof": final.predict(probs, train_side), "held_out": held,
+                "test": final.predict(test_probs, test_side)}
+    return run
 
 
-RUNNERS = {**{name: weight_method(name) for name in WEIGHT_FITS}, "stacking": stacking_method}
+def gbm_stacker(task, n_classes):
+    from blending.gbm_stacker import GBMStacker
+    return GBMStacker(task, n_classes)
 
 
-def search(task, y, folds, probs, test_probs, metric, methods=METHODS):
+RUNNERS = {**{name: weight_method(name) for name in WEIGHT_FITS}, "stacking": stacking_method(Stacker),
+           "gbm_stacking": stacking_method(gbm_stacker)}
+
+
+def search(task, y, folds, probs, test_probs, metric, methods=METHODS, side=None):
     """Every method's in-sample and fold-held-out OOF scores and test prediction; `chosen` is the method with the
-    best held-out objective (ties to the simpler one). Single-model inputs only get best_single."""
-    methods = ("best_single",) if len(probs) == 1 else methods
+    best held-out objective (ties to the simpler one). Single-model inputs only get best_single, unless there are
+    side features (`side`: train and test frames), which the meta-models read and which add gbm_stacking."""
+    if side is not None:
+        methods = tuple(methods) + (("gbm_stacking",) if "stacking" in methods and "gbm_stacking" not in methods
+                                    else ())
+        methods = tuple(m for m in methods if len(probs) > 1 or m in ("best_single", "stacking", "gbm_stacking"))
+    else:
+        methods = ("best_single",) if len(probs) == 1 else methods
     results = {}
     for name in methods:
-        r = RUNNERS[name](task, y, folds, probs, test_probs, metric)
+        r = RUNNERS[name](task, y, folds, probs, test_probs, metric, side)
         r["scores"] = score_probabilities(task, y, r["oof"])
         r["held_out_scores"] = score_probabilities(task, y, r["held_out"])
         r["objective"] = objective(task, y, r["held_out"], metric)

@@ -21,13 +21,15 @@ from competition.decision import default_rules, fit_rules, held_out_decisions, o
 from competition.folds import read_folds
 from competition.metrics import (LOWER_IS_BETTER, is_better, ordinal_scale, probabilities, score_decisions,
                                  score_probabilities)
+from competition.side_features import describe_features
 from competition.submission import save_submission, submission_frame
 from core.artifacts import BASELINE, write_csv, write_json
 from core.errors import UserError
 
 
 def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_config="configs/data.yaml",
-                 submissions_dir="submissions", average="prob", include_baseline=True, methods=METHODS):
+                 submissions_dir="submissions", average="prob", include_baseline=True, methods=METHODS,
+                 use_features=True):
     """Blend experiments into submissions/submission.csv by the method with the best fold-held-out OOF score;
     returns the scores of every method, the chosen one and the submission paths."""
     if average not in ("prob", "logit"):
@@ -37,7 +39,8 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     task, y, folds = comp.task, comp.y, exps[0]["folds"]
     oof_probs = [probabilities(task, e["oof"]) for e in exps]
     test_probs = [fold_mean_probabilities(task, e["test"], average) for e in exps]
-    results, chosen = search(task, y, folds, oof_probs, test_probs, metric, methods)
+    side = side_frames(comp) if use_features else None
+    results, chosen = search(task, y, folds, oof_probs, test_probs, metric, methods, side)
     best = results[chosen]
     rows, baseline = score_rows(comp, exps, oof_probs, best, chosen, models_dir)
     out = Path(submissions_dir)
@@ -65,6 +68,15 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
     write_report(out / "report.md", summary, rows, exps, write_plots(out, comp, rows, metric, best, decisions))
     print_summary(summary, rows, out)
     return summary
+
+
+def side_frames(comp):
+    """(train, test) frames of the data YAML's feature_columns for the meta-models, or None; says what they are."""
+    train = comp.side_features("train")
+    if train is None:
+        return None
+    print(describe_features(train) + "; they join the stacking meta-models (and gbm_stacking)")
+    return train, comp.side_features("test")
 
 
 def candidates(comp, experiments, input_dir, models_dir, include_baseline):

@@ -10,7 +10,8 @@ from core.artifacts import BASELINE, read_json
 from core.errors import UserError
 from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from model.modeling import build_model
-from model.truncation import build_inputs, tokenize_texts
+from model.fields import input_encoder
+from model.swap import encode_rows, for_prediction
 from training.batching import Collator
 from training.device import amp_dtype, pick_device
 from training.prediction import predict_logits
@@ -40,20 +41,22 @@ def settled(cfg, results):
 
 def predict_settings(cfg):
     """The training config as prediction builds the model: no re-initialised layers, no gradient checkpointing."""
-    return {**cfg, "reinit_layers": 0, "gradient_checkpointing": False}
+    return {**cfg, "reinit_layers": 0, "gradient_checkpointing": False, "swap_augment": 0.0}
 
 
 def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=None, on_fold=None, base=None):
-    """One logit (or value) matrix per fold for `texts`, as the fold's model predicted its test rows in training.
+    """One logit (or value) matrix per fold for `texts` (a list of texts, or a competition's FieldTexts), as the
+    fold's model predicted its test rows in training.
     `base`: a bundle's folder, which its configs' backbone folders are relative to."""
     quiet_transformers()
     device = device or pick_device()
-    cfg = settled(cfg, results)
+    cfg = predict_settings(settled(cfg, results))
     backbone = str(Path(base) / cfg["backbone"]) if base else resolve_backbone(cfg["backbone"])
     tokenizer = load_tokenizer(backbone)
-    rows = build_inputs(tokenizer, tokenize_texts(tokenizer, texts, f"tokenise for {name}"), cfg)
     from transformers import AutoConfig
     architecture = AutoConfig.from_pretrained(backbone)
+    encoder = input_encoder(tokenizer, cfg, texts, architecture)
+    rows = for_prediction(encode_rows(encoder, texts, cfg, f"tokenise for {name}"), cfg)
     collate = Collator(tokenizer.pad_token_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"],
                        cfg["max_len"])
     lora = bool(cfg.get("lora"))

@@ -40,12 +40,14 @@ def without_unused(recipe):
             "weights": [recipe["weights"][i] for i in keep]}
 
 
-def combine(recipe, test_probs):
-    """The ensemble's test prediction from each experiment's fold-averaged prediction, then its decision rules."""
+def combine(recipe, test_probs, side=None):
+    """The ensemble's test prediction from each experiment's fold-averaged prediction (and the side features, a frame
+    of the data YAML's feature_columns, for a meta-model fitted with them), then its decision rules."""
     if recipe["weights"] is not None:
         prob = blend(test_probs, recipe["weights"])
     else:
-        prob = Stacker.from_state(recipe["stacker"]).predict(test_probs)
+        stacker = Stacker.from_state(recipe["stacker"])
+        prob = stacker.predict(test_probs, side if stacker.features is not None else None)
     return prob, Rules.from_state(recipe["rules"])
 
 

@@ -31,7 +31,7 @@ def tuned_text(best_params):
 def describe_blend(method, weights, task=None):
     if weights is None:
         meta = "ridge-regression" if task == "regression" else "logistic-regression"
-        return f"{meta} meta-model" if method == "stacking" else method
+        return {"stacking": f"{meta} meta-model", "gbm_stacking": "LightGBM meta-model"}.get(method, method)
     return ", ".join(f"{n} {w:.3f}" for n, w in weights.items())
 
 

@@ -1,2 +1,2 @@
-"""The competition: its data files and columns, folds, metrics, decision rules and the submission format. May import:
-core."""
+"""The competition: its data files and columns, text fields, labels, side features, folds, metrics, decision rules
+and the submission format. May import: core."""

@@ -17,9 +17,10 @@ import yaml
 from core.errors import UserError
 from core.keys import DATA_KEYS, defaults
 from core.validation import check, check_keys
+from competition.fields import FieldTexts, check_swap, field_list, swap_permutation
+from competition.labels import encode_labels
 
 DATA_DEFAULTS = defaults(DATA_KEYS)
-MANY_VALUES = 20  # integer labels with more distinct values than this are a regression target
 
 
 @dataclass
@@ -38,6 +39,30 @@ class Competition:
     groups: np.ndarray = None
     label_delimiter: str = None
     settings: dict = field(default_factory=dict)
+
+    @property
+    def fields(self):
+        """The text fields of the data YAML (`fields:` or `pair:`), or None: one text per row, the columns joined."""
+        return field_list(self.settings)
+
+    def inputs(self, split, frame=None):
+        """What the models read for `split` (train or test): the joined texts, or with fields a FieldTexts."""
+        fields = self.fields
+        if not fields:
+            return self.train_texts if split == "train" else self.test_texts
+        frame = (self.train if split == "train" else self.test) if frame is None else frame
+        swap = self.settings.get("swap")
+        return FieldTexts(fields, [frame[f.column].fillna("").astype(str).tolist() for f in fields],
+                          bool(self.settings.get("field_markers")), tuple(swap) if swap else None,
+                          swap_permutation(self.settings, self.classes) if swap else None)
+
+    def side_features(self, split, frame=None):
+        """The `feature_columns` of train or test (or of `frame`) as a frame of strings, or None where there are none."""
+        columns = self.settings.get("feature_columns") or []
+        if not columns:
+            return None
+        frame = (self.train if split == "train" else self.test) if frame is None else frame
+        return frame[columns].reset_index(drop=True)
 
     @property
     def train_ids(self):
@@ -59,8 +84,19 @@ class Competition:
         many = len(self.label_columns) > 3 and self.label_columns == self.classes
         columns = f"{len(self.label_columns)} columns" if many else shorten(self.label_columns)
         return (f"data: train {len(self.train)} rows, test {len(self.test)} rows | id '{self.id_column}' | "
-                f"text {self.text_columns} joined by {self.settings['text_join']!r} | label [{columns}] "
-                f"({kind}: {shown})" + (f" | groups '{self.settings['group_column']}'" if self.groups is not None else ""))
+                f"{self.describe_text()} | label [{columns}] "
+                f"({kind}: {shown})" + (f" | groups '{self.settings['group_column']}'" if self.groups is not None else "")
+                + (f" | side features {self.settings['feature_columns']}" if self.settings.get("feature_columns")
+                   else ""))
+
+
+    def describe_text(self):
+        fields = self.fields
+        if not fields:
+            return f"text {self.text_columns} joined by {self.settings['text_join']!r}"
+        caps = ", ".join(f.column + (f" (at most {f.max_tokens} tokens)" if f.max_tokens else "") for f in fields)
+        swap = self.settings.get("swap")
+        return f"fields {caps}" + (f", {swap[0]} and {swap[1]} interchangeable" if swap else "")
 
 
 def shorten(items, n=8):
@@ -136,14 +172,6 @@ def find_sample_submission(input_dir, name):
     return Path(found[0]) if found else default
 
 
-def sort_labels(values):
-    values = sorted(set(values))
-    try:
-        return sorted(values, key=float)
-    except ValueError:
-        return values
-
-
 def join_texts(df, columns, joiner, path, policy):
     parts = df[columns]
     empty = parts.isna().all(axis=1) | (parts.fillna("").apply(lambda c: c.str.strip()) == "").all(axis=1)
@@ -158,68 +186,6 @@ def join_texts(df, columns, joiner, path, policy):
     for col in columns[1:]:
         texts = texts.str.cat(parts[col].astype(str), sep=joiner)
     return texts.tolist()
-
-
-def as_numbers(block):
-    return block.apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
-
-
-def looks_like_regression(train, label_columns):
-    """Every label value a number, and either some are fractional or the one column has many distinct values;
-    several numeric columns are a multi-target regression where values are fractional or often not 0/1."""
-    block = train[label_columns].fillna("")
-    numbers = as_numbers(block)
-    if numbers.isna().values.any():
-        return False
-    fractional = (numbers.values != np.round(numbers.values)).any()
-    if len(label_columns) > 1:  # 0/1 columns with a stray 2 are a multi-label typo, not a regression
-        return bool(fractional or (~numbers.isin([0, 1])).values.mean() > 0.1)
-    return bool(fractional or numbers.nunique().max() > MANY_VALUES)
-
-
-def encode_targets(train, label_columns, path):
-    """Regression: one float column per target; a value that is not a number is named by line and column."""
-    block = train[label_columns].fillna("")
-    numbers = as_numbers(block)
-    bad = numbers.isna() | ~np.isfinite(numbers.fillna(0.0))
-    if bad.values.any():
-        col = block.columns[bad.any(axis=0).values][0]
-        row = int(np.flatnonzero(bad[col].values)[0])
-        raise UserError(f"{path}: regression target '{col}' holds {block[col].iloc[row]!r} at line {row + 2}; "
-                        f"every train row needs a number there (or set `task:` in configs/data.yaml)")
-    return "regression", list(label_columns), numbers.to_numpy(dtype=np.float64)
-
-
-def encode_labels(train, label_columns, delimiter, path, task="auto"):
-    numeric = task == "auto" and not delimiter and looks_like_regression(train, label_columns)
-    if task in ("regression", "ordinal") or numeric:
-        return encode_targets(train, label_columns, path)
-    if len(label_columns) > 1:
-        block = train[label_columns].fillna("").apply(lambda c: c.str.strip())
-        bad = ~block.isin(["0", "1", "0.0", "1.0"])
-        if bad.values.any():
-            col = block.columns[bad.any(axis=0).values][0]
-            row = int(np.flatnonzero(bad[col].values)[0]) + 2
-            raise UserError(f"{path}: multi-label column '{col}' holds {block[col].iloc[row - 2]!r} at line {row}; "
-                            f"expected 0 or 1 (numeric targets: set `task: regression` in configs/data.yaml)")
-        return "multi", list(label_columns), block.astype(float).astype(np.int64).values
-    col = label_columns[0]
-    values = train[col]
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().values)[0]) + 2
-        raise UserError(f"{path}: label column '{col}' is empty at line {row}; every train row needs a label")
-    values = values.str.strip()
-    if delimiter:
-        lists = [[v.strip() for v in s.split(delimiter) if v.strip()] for s in values]
-        classes = sort_labels(v for row in lists for v in row)
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.zeros((len(lists), len(classes)), dtype=np.int64)
-        for r, row in enumerate(lists):
-            y[r, [index[v] for v in row]] = 1
-        return "multi", classes, y
-    classes = sort_labels(values)
-    index = {c: i for i, c in enumerate(classes)}
-    return "single", classes, values.map(index).values.astype(np.int64)
 
 
 def data_settings_path(input_dir, data_config):
@@ -252,11 +218,21 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
     if not s["label_columns"] and any(c not in train.columns for c in label_cols):
         label_cols = class_column_for(train, label_cols, id_col) or label_cols
     require_columns(train, label_cols, train_path, "label_columns")
-    text_cols = s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols]
+    fields = field_list(s, settings_path or "configs/data.yaml")
+    side = s["feature_columns"] or []
+    text_cols = ([f.column for f in fields] if fields else
+                 s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols + side])
+    require_columns(train, side, train_path, "feature_columns")
+    require_columns(test, side, test_path, "feature_columns")
+    both = sorted(set(side) & set(text_cols) | set(side) & set(label_cols))
+    if both:
+        raise UserError(f"{settings_path}: column '{both[0]}' is named in `feature_columns:` and as text or label; "
+                        f"a column is one of the three")
+    key = ("pair" if s["pair"] else "fields") if fields else "text_columns"
     if not text_cols:
         raise UserError(f"{test_path}: no text column besides the id '{id_col}'; set `text_columns:` in configs/data.yaml")
-    require_columns(train, text_cols, train_path, "text_columns")
-    require_columns(test, text_cols, test_path, "text_columns")
+    require_columns(train, text_cols, train_path, key)
+    require_columns(test, text_cols, test_path, key)
 
     for df, path in ((train, train_path), (test, test_path)):
         dup = df[id_col][df[id_col].duplicated()]
@@ -269,6 +245,7 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
                         f"use the competition's matching files")
 
     task, classes, y = encode_labels(train, label_cols, s["label_delimiter"], train_path, s["task"])
+    check_swap(s, fields, classes, settings_path or "configs/data.yaml")
     groups = None
     if s["group_column"]:
         require_columns(train, [s["group_column"]], train_path, "group_column")

@@ -72,6 +72,10 @@ EXPERIMENT_KEYS = (
     Key("truncation", "str", "head_tail", "which tokens a longer text keeps", group="input",
         choices=("head", "tail", "head_tail", "hierarchical")),
     Key("head_tokens", "int", 128, "head part of head_tail, stated at max_len 512 and scaled", group="input", low=0),
+    Key("tta", "str", "none", "swap: predict each row also with the data YAML's `swap` fields exchanged, classes "
+        "mapped back, and average", group="input", choices=("none", "swap")),
+    Key("swap_augment", "float", 0.0, "share of each fold's training rows trained with the `swap` fields exchanged "
+        "and their labels mapped", group="input", low=0, high=1),
     Key("chunk_pool", "str", "mean", "hierarchical only: how chunk vectors are pooled", group="input",
         choices=("mean", "max", "attention")),
     Key("max_chunks", "int", 4, "hierarchical only: chunks of max_len per text", group="input", low=1),
@@ -171,6 +175,18 @@ DATA_KEYS = (
     Key("id_column", "str", None, "default: first column of the sample submission", group="data", nullable=True),
     Key("text_columns", "list", None, "default: test columns other than the id", group="data", nullable=True),
     Key("text_join", "str", "\n", "what joins several text columns", group="data"),
+    Key("fields", "list", None, "text fields encoded apart: column names or {column, max_tokens} (a cap on that "
+        "field's tokens); with fields only they are text", group="data", nullable=True),
+    Key("pair", "list", None, "short for fields: [a, b], two columns encoded as the tokenizer's sentence pair",
+        group="data", nullable=True),
+    Key("field_markers", "bool", False, "put each field's column name before it (\"title: ...\")", group="data"),
+    Key("swap", "list", None, "two interchangeable fields ([response_a, response_b]) for tta: swap and "
+        "swap_augment", group="data", nullable=True),
+    Key("swap_labels", "mapping", None, "the classes that trade places when the swap fields do ({winner_model_a: "
+        "winner_model_b}); others stay", group="data", nullable=True),
+    Key("feature_columns", "list", None, "numeric or categorical columns kept out of the text; they feed the "
+        "stacking meta-models (logistic, ridge, LightGBM) beside the models' predictions", group="data",
+        nullable=True),
     Key("label_columns", "list", None, "default: sample submission columns other than the id", group="data",
         nullable=True),
     Key("label_delimiter", "str", None, "set for one column holding several labels (\"a|b\")", group="data",

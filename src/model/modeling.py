@@ -182,15 +182,17 @@ class TextClassifier(nn.Module):
             raise RuntimeError(f"saved weights do not fit the model: missing {missing[:3]}, unexpected "
                                f"{unexpected[:3]}")
 
-    def encode(self, input_ids, attention_mask):
+    def encode(self, input_ids, attention_mask, token_type_ids=None):
         extra = {"position_ids": position_ids(attention_mask)} if self.decoder else {}
+        if token_type_ids is not None:  # sentence pairs, for backbones with a type vocabulary (model/fields.py)
+            extra["token_type_ids"] = token_type_ids
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                             output_hidden_states=self.pooler.needs_all_layers, return_dict=True, **extra)
         return self.pooler(out.last_hidden_state, attention_mask.bool(), out.hidden_states)
 
-    def forward(self, input_ids, attention_mask, chunk_mask=None):
+    def forward(self, input_ids, attention_mask, chunk_mask=None, token_type_ids=None):
         if not self.hierarchical:
-            return self.head(self.encode(input_ids, attention_mask))
+            return self.head(self.encode(input_ids, attention_mask, token_type_ids))
         batch, chunks, length = input_ids.shape
         flat_mask = chunk_mask.reshape(-1)
         vectors = self.encode(input_ids.reshape(-1, length)[flat_mask], attention_mask.reshape(-1, length)[flat_mask])

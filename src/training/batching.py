@@ -32,6 +32,16 @@ class Collator:
         """The slice a row of n tokens fills in a padded row of `length`."""
         return slice(length - n, length) if self.left else slice(0, n)
 
+    def token_types(self, rows, length):
+        """1 from each row's `types_from` to its last real token, 0 elsewhere (padding included)."""
+        types = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            start = getattr(r, "types_from", None)
+            if start is not None:
+                place = self.place(length, len(r))
+                types[i, place.start + start:place.stop] = 1
+        return types
+
     def length(self, longest):
         return padded_length(longest, self.multiple, self.max_length)
 
@@ -43,7 +53,10 @@ class Collator:
             for i, r in enumerate(rows):
                 ids[i, self.place(length, len(r))] = torch.tensor(r, dtype=torch.long)
                 mask[i, self.place(length, len(r))] = 1
-            return {"input_ids": ids, "attention_mask": mask}
+            batch = {"input_ids": ids, "attention_mask": mask}
+            if any(getattr(r, "types_from", None) is not None for r in rows):  # sentence pairs (model/fields.py)
+                batch["token_type_ids"] = self.token_types(rows, length)
+            return batch
         chunks = max(len(r) for r in rows)
         length = self.length(max(len(c) for r in rows for c in r))
         ids = torch.full((len(rows), chunks, length), self.pad_id, dtype=torch.long)

@@ -16,12 +16,13 @@ from model.backbones import load_tokenizer, quiet_transformers, resolve_backbone
 from model.decoders import is_decoder, settled_pooling
 from model.label_words import check_label_words, class_token_ids
 from model.lora import check_lora_settings, lora_settings
-from model.modeling import build_model, max_positions
+from model.modeling import build_model
+from model.swap import augmented, check_swap_config, for_prediction
 from model.tricks import describe_tricks
-from model.truncation import build_inputs, choose_max_len, length_report, tokenize_texts
 from training.device import (amp_dtype, peak_rss_gb, pick_device, precision_name, seed_everything, share_cores,
                              threads_note)
 from training.hooks import TrainingDiverged
+from training.inputs import check_max_len, encode_competition
 from training.itpt_cache import checkpoint_dir
 from training.mlm import ensure_checkpoint
 from training.oof import assemble
@@ -68,6 +69,7 @@ def with_model_settings(cfg, comp, start):
     cfg = {**cfg, "pooling": settled_pooling(cfg["pooling"], decoder, cfg["backbone"])}
     check_lora_settings(cfg, pick_device().type == "cuda")
     check_label_words(cfg, comp.task, decoder, cfg["backbone"])
+    check_swap_config(cfg, comp)
     return cfg
 
 
@@ -75,30 +77,6 @@ def make_ready(cfg, comp, start):
     """Pre-trains the ITPT checkpoint the models start from where it does not exist yet."""
     if start.itpt is not None:
         ensure_checkpoint(cfg, comp, planned=start.itpt)
-
-
-def check_max_len(cfg, path):
-    limit = max_positions(path)
-    if limit and cfg["max_len"] != "auto" and cfg["max_len"] > limit:
-        raise UserError(f"max_len {cfg['max_len']} exceeds {cfg['backbone']}'s position limit {limit}; "
-                        f"use --set max_len={limit} or truncation=hierarchical")
-
-
-
-def with_max_len(cfg, lengths, backbone_path, exp):
-    """cfg with `max_len: auto` settled: as the experiment's finished folds had it, else by choose_max_len. Prints
-    the choice and what truncation does to the train texts."""
-    if cfg["max_len"] != "auto":
-        print(length_report(lengths, cfg))
-        return cfg
-    done = [exp.fold_result(k).get("max_len") for k in range(cfg["n_folds"]) if exp.fold_done(k)]
-    if done and done[0]:
-        max_len, reason = done[0], "as the finished folds of this experiment"
-    else:
-        max_len, reason = choose_max_len(lengths, max_positions(backbone_path), pick_device().type == "cuda")
-    cfg = {**cfg, "max_len": max_len}
-    print(f"max_len auto -> {max_len} ({reason}); {length_report(lengths, cfg)}")
-    return cfg
 
 
 def check_same_settings(exp, cfg):
@@ -180,10 +158,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, s
     if todo:
         make_ready(cfg, comp, start)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
-        train_ids = tokenize_texts(tokenizer, comp.train_texts, "tokenise train")
-        cfg = on_main(lambda: with_max_len(cfg, [len(t) for t in train_ids], backbone_path, exp))
-        rows = build_inputs(tokenizer, train_ids, cfg)
-        test_rows = build_inputs(tokenizer, tokenize_texts(tokenizer, comp.test_texts, "tokenise test"), cfg)
+        cfg, rows, test_rows = encode_competition(cfg, comp, tokenizer, backbone_path, exp)
         pseudo = load_pseudo_labels(cfg, comp, int(len(comp.train_ids) * (cfg["n_folds"] - 1) / cfg["n_folds"]))
         device = pick_device()
         tricks = describe_tricks(cfg)
@@ -264,9 +239,10 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     log = lambda rec, k=k: exp.log({"fold": k, "time": round(time.time() - started, 2), **rec})
     trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
                           checkpoint_path=exp.fold(k) / "resume.pt")
-    train_rows, train_y = with_pseudo_labels([rows[i] for i in train_idx], comp.y[train_idx], test_rows, pseudo, comp)
-    best = trainer.fit(train_rows, train_y, [rows[i] for i in valid_idx], comp.y[valid_idx])
-    test_logits = trainer.predict(test_rows)
+    fold_rows, fold_y = augmented(rows, train_idx, comp.y[train_idx], cfg, comp.task, cfg["seed"] + k)
+    train_rows, train_y = with_pseudo_labels(fold_rows, fold_y, list(test_rows), pseudo, comp)
+    best = trainer.fit(train_rows, train_y, for_prediction(rows, cfg, valid_idx), comp.y[valid_idx])
+    test_logits = trainer.predict(for_prediction(test_rows, cfg))
     result = {"fold": k, **best, "seconds": round(time.time() - started, 1), "init": start_from,
               "max_len": cfg["max_len"], **trainer.target_scale.as_dict(),
               "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),

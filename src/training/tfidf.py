@@ -1,27 +1,32 @@
-"""The TF-IDF baseline: word and character n-gram TF-IDF + logistic regression (ridge regression for regression
-targets), fitted per fold on the shared folds; the classical reference for every CV figure."""
+"""The TF-IDF baseline: word and character n-gram TF-IDF (per field, with cross-field features, where the data YAML
+names fields) + logistic regression (ridge regression for regression targets), fitted per fold on the shared folds;
+the classical reference for every CV figure."""
 import time
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+import pandas as pd
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import make_pipeline, make_union
+from sklearn.pipeline import make_pipeline
 
 from competition.metrics import competition_metric, score
 from core.artifacts import ExperimentDir, FolderLock, write_yaml
 from training.experiment import check_same_settings, prepare
 from training.oof import assemble
+from training.tfidf_fields import baseline_inputs, field_features, text_features
 
-def tfidf_model(task, C, max_features):
-    features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=max_features),
-    )
+def tfidf_model(task, C, max_features, columns=None):
+    """Word + character n-gram TF-IDF of the text, or with fields one pair of vectorisers per field plus cross-field
+    features (tfidf_fields.py); then a logistic regression (ridge regression for regression targets)."""
+    features = field_features(columns, max_features) if columns else text_features(max_features)
     if task == "regression":
         return make_pipeline(features, Ridge(alpha=1.0))
     clf = LogisticRegression(C=C, max_iter=2000)
     return make_pipeline(features, clf if task == "single" else OneVsRestClassifier(clf))
+
+
+def take(rows, positions):
+    return rows.iloc[positions] if isinstance(rows, pd.DataFrame) else rows[positions]
 
 
 def logits_of(model, task, texts):
@@ -44,14 +49,15 @@ def run_baseline(cfg):
 def train_baseline(cfg, comp, folds, metric, exp):
     check_same_settings(exp, cfg)
     write_yaml(exp.root / "config.yaml", cfg)
-    train_texts, test_texts = np.array(comp.train_texts, dtype=object), np.array(comp.test_texts, dtype=object)
+    train_texts, test_texts = baseline_inputs(comp.inputs("train")), baseline_inputs(comp.inputs("test"))
     for k in range(cfg["n_folds"]):
         if exp.fold_done(k):
             continue
         started = time.time()
         va = np.flatnonzero(folds == k)
         model = fold_model(cfg, comp, folds, k)
-        valid_logits, test_logits = predict_texts(model, comp, train_texts[va]), predict_texts(model, comp, test_texts)
+        valid_logits = predict_texts(model, comp, take(train_texts, va))
+        test_logits = predict_texts(model, comp, test_texts)
         scores = score(comp.task, comp.y[va], valid_logits)
         result = {"fold": k, **scores, "seconds": round(time.time() - started, 1), "init": "tfidf"}
         exp.save_fold(k, [comp.train_ids[i] for i in va], valid_logits, test_logits, result)
@@ -62,8 +68,9 @@ def train_baseline(cfg, comp, folds, metric, exp):
 def fold_model(cfg, comp, folds, k):
     """The baseline of fold k, fitted on the other folds' rows (deterministic: refitting gives the same model)."""
     train = np.flatnonzero(folds != k)
-    texts = np.array(comp.train_texts, dtype=object)[train]
-    return tfidf_model(comp.task, cfg["C"], cfg["max_features"]).fit(texts, comp.y[train])
+    texts = take(baseline_inputs(comp.inputs("train")), train)
+    columns = [f.column for f in comp.fields] if comp.fields else None
+    return tfidf_model(comp.task, cfg["C"], cfg["max_features"], columns).fit(texts, comp.y[train])
 
 
 def predict_texts(model, comp, texts):
