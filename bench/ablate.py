@@ -27,13 +27,15 @@ from core.cli import parse_folds, run_cli  # noqa: E402
 from core.config import DEFAULTS, coerce, load_config, parse_value  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.validation import check_keys  # noqa: E402
+from competition.folds import load_or_make_folds  # noqa: E402
+from ensemble_methods import test_truth  # noqa: E402
 
 GRIDS = ROOT / "bench" / "grids.yaml"
 DOC = ROOT / "docs" / "experiments.md"
 REFERENCE = "tfidf"
 # cost columns, shown where the folds recorded them: header, format
-COSTS = {"train_rows_s": ("train rows/s", "{:.1f}"), "peak_rss_gb": ("peak RSS", "{:.2f} GB"),
-         "fold_mb": ("fold model.pt", "{:.1f} MB")}
+COSTS = {"test": ("test (solution.csv, fold mean)", "{:.4f}"), "train_rows_s": ("train rows/s", "{:.1f}"),
+         "peak_rss_gb": ("peak RSS", "{:.2f} GB"), "fold_mb": ("fold model.pt", "{:.1f} MB")}
 
 
 def load_grid(name, path=GRIDS):
@@ -46,10 +48,47 @@ def load_grid(name, path=GRIDS):
     return grid
 
 
+ROW_ONLY = ("config", "data", "baseline")  # row keys that are not config keys
+
+
+def resolve_columns(value, text_columns):
+    """A row's data settings with "$1", "$2", ... replaced by the competition's first, second, ... text column."""
+    if isinstance(value, str) and value.startswith("$") and value[1:].isdigit():
+        return text_columns[int(value[1:]) - 1]
+    if isinstance(value, list):
+        return [resolve_columns(v, text_columns) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_columns(v, text_columns) for k, v in value.items()}
+    return value
+
+
+def row_input(input_dir, row, data, text_columns):
+    """The input folder of a row with its own data settings: links to the shared input's files and its folds.csv
+    (the same folds), and a data.yaml of the shared one's keys updated by the row's (null removes a key)."""
+    base = Path(input_dir)
+    settings = yaml.safe_load((base / "data.yaml").read_text()) or {} if (base / "data.yaml").exists() else {}
+    for key, value in resolve_columns(data, text_columns).items():
+        settings.pop(key, None) if value is None else settings.__setitem__(key, value)
+    folder = base.parent / f"input-{row}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (base / "folds.csv").exists():
+        raise UserError(f"{base}/folds.csv is made before the rows' input folders")
+    for f in base.iterdir():
+        link = folder / f.name
+        if f.name != "data.yaml" and not link.exists():
+            link.symlink_to(f.resolve())
+    write_text(folder / "data.yaml", yaml.safe_dump(settings, sort_keys=False))
+    return folder
+
+
 def row_config(config_path, grid, row, extra, input_dir, models_dir):
     """The backbone's config (or the row's own `config:` file, for rows that compare backbones), then the grid's base
-    keys, the row's keys and --set overrides (which win)."""
+    keys, the row's keys and --set overrides (which win). A row with `data:` keys reads its own input folder
+    (row_input makes it)."""
     keys = dict(grid["rows"][row] or {})
+    if keys.get("data") is not None:
+        input_dir = Path(input_dir).parent / f"input-{row}"
+    keys = {k: v for k, v in keys.items() if k not in ROW_ONLY or k == "config"}
     cfg = load_config(ROOT / keys.pop("config") if "config" in keys else config_path)
     overrides = {**grid["base"], **keys}
     check_keys(overrides, DEFAULTS, f"grid row '{row}'")
@@ -81,17 +120,30 @@ def fold_summary(exp, folds, keys):
     return summary
 
 
-def tfidf_reference(first, folds, keys):
-    """src/baseline.py's TF-IDF + logistic regression on the same folds (seconds on a CPU), for scale."""
+def tfidf_reference(first, folds, keys, models_dir=None, name=BASELINE):
+    """src/baseline.py's TF-IDF + logistic regression on the same folds (seconds on a CPU), for scale; or, for a
+    `baseline: true` row, on that row's data settings."""
     from core.keys import BASELINE_KEYS
     from training.tfidf import run_baseline
-    models_dir = Path(first["input_dir"]).parent / "tfidf"
-    cfg = load_config(None, [f"name={BASELINE}"], extra_keys=BASELINE_KEYS)
+    models_dir = models_dir or Path(first["input_dir"]).parent / "tfidf"
+    cfg = load_config(None, [f"name={name}"], extra_keys=BASELINE_KEYS)
     cfg.update({k: first[k] for k in ("input_dir", "data_config", "n_folds", "seed")}, models_dir=str(models_dir))
-    exp = ExperimentDir(models_dir, BASELINE)
+    exp = ExperimentDir(models_dir, name)
     if fold_summary(exp, folds, keys) is None:
         run_baseline(cfg)
     return fold_summary(exp, folds, keys)
+
+
+def solution_score(exp, folds, comp, truth, metric):
+    """The experiment's test prediction (the mean of its folds' probabilities) scored against the solution."""
+    from competition.metrics import probabilities, score_decisions, score_probabilities
+    from competition.decision import default_rules
+    if truth is None or not all(exp.fold_done(k) for k in folds):
+        return None
+    prob = np.mean([probabilities(comp.task, exp.load_fold(k)[2]) for k in folds], axis=0)
+    scores = {**score_probabilities(comp.task, truth, prob),
+              **score_decisions(comp.task, truth, default_rules(comp.task, prob.shape[1]).apply(prob))}
+    return scores.get(metric)
 
 
 def length_facts(cfg, comp):
@@ -180,8 +232,15 @@ def main():
     cfgs = {r: row_config(config_path, grid, r, args.set, input_dir, models_dir) for r in rows}
     first = cfgs[rows[0]]
     folds = parse_folds(args.folds, first["n_folds"]) or list(range(first["n_folds"]))
-    comp = load_competition(input_dir, first["data_config"], verbose=False)
+    comp = load_competition(input_dir, input_dir / "data.yaml", verbose=False)
+    load_or_make_folds(comp, first["n_folds"], first["seed"], input_dir / "folds.csv")  # every row's folds
+    for r in rows:
+        if (grid["rows"][r] or {}).get("data") is not None:
+            row_input(input_dir, r, grid["rows"][r]["data"], comp.text_columns)
     keys = DECISION_METRICS[comp.task]
+    solution = Path(args.data) / "solution.csv"
+    truth = test_truth(comp, solution) if solution.exists() else None
+    metric = keys[0]
     facts = length_facts(first, comp)
     header = (f"{data_name}: {len(comp.train_ids)} train rows, {comp.task}-label, {args.backbone}, folds {folds} of "
               f"{first['n_folds']}; train texts: median {facts['median_tokens']} tokens, 90th percentile "
@@ -195,10 +254,18 @@ def main():
             print(f"\n== {args.grid} / {r}: {grid['rows'][r] or '(base)'}", flush=True)
             started = time.time()
             write_text(exp.root / "ablate_machine.txt", machine())
-            run_experiment(cfgs[r], folds, verbose=False)
+            if (grid["rows"][r] or {}).get("baseline"):
+                tfidf_reference(cfgs[r], folds, keys, models_dir, r)
+            else:
+                run_experiment(cfgs[r], folds, verbose=False)
             print(f"== {r} took {time.time() - started:.0f}s", flush=True)
         summaries[r] = fold_summary(exp, folds, keys)
+        if summaries[r] is not None:
+            summaries[r]["test"] = solution_score(exp, folds, comp, truth, metric)
     summaries[REFERENCE] = tfidf_reference(first, folds, keys)
+    if summaries[REFERENCE] is not None:
+        summaries[REFERENCE]["test"] = solution_score(ExperimentDir(Path(input_dir).parent / "tfidf", BASELINE), folds,
+                                                      comp, truth, metric)
     machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows if summaries[r]})
     header += f" Trained on {' and '.join(machines)}."
     command = "python bench/ablate.py " + shlex.join(a for a in sys.argv[1:] if a != "--table-only")

@@ -5,7 +5,8 @@ with tuned decision rules.
     python bench/ensemble_methods.py --data ../shared/data/arxiv2007_archives --input-dir WORK/input \
         --models-dir WORK/models
 
---data holds solution.csv (the test answers); --input-dir and --models-dir are what src/ensemble.py reads.
+--data holds solution.csv (the test answers); --input-dir and --models-dir are what src/ensemble.py reads. Where
+--data-config names feature_columns, the meta-models read them (--no-features: without them).
 """
 import argparse
 import sys
@@ -25,6 +26,8 @@ def test_truth(comp, solution_path):
     classes = [str(c) for c in comp.classes]
     if comp.task == "regression":
         return sol[classes].astype(float).to_numpy()
+    if comp.task == "single" and set(classes) <= set(sol.columns) and len(classes) > 1:  # one-hot class columns
+        return sol[classes].astype(float).to_numpy().argmax(axis=1)
     if comp.task == "single":
         return np.array([classes.index(v) for v in sol[sol.columns[0]]])
     if comp.label_delimiter:
@@ -38,7 +41,9 @@ def main():
     parser.add_argument("--input-dir", required=True)
     parser.add_argument("--models-dir", required=True)
     parser.add_argument("--data-config", default="none.yaml")
+    parser.add_argument("--no-features", action="store_true", help="leave the data YAML's feature_columns out")
     args = parser.parse_args()
+    from blending.blender import side_frames
 
     from blending.blend_search import search
     from competition.data import load_competition
@@ -56,7 +61,7 @@ def main():
     truth = test_truth(comp, Path(args.data) / "solution.csv")
     oof = [probabilities(task, e["oof"]) for e in exps]
     test = [fold_mean_probabilities(task, e["test"], "prob") for e in exps]
-    results, chosen = search(task, y, folds, oof, test, metric)
+    results, chosen = search(task, y, folds, oof, test, metric, side=None if args.no_features else side_frames(comp))
     keys = list(score_decisions(task, y, default_rules(task, oof[0].shape[1]).apply(oof[0])))
     kind = task if task == "regression" else f"{task}-label"
     print(f"data {args.data}: {kind}, {len(y)} train / {len(truth)} test rows, metric {metric}, "

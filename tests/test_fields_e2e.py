@@ -97,13 +97,19 @@ def test_predict_reproduces_the_fields_swap_and_features_submission(trained):
     assert np.abs(again[WINNERS].to_numpy() - first[WINNERS].to_numpy()).max() < 1e-6  # probabilities: float noise
 
 
-def test_swap_without_a_swap_field_is_one_line_exit_2(trained, tmp_path):
+@pytest.mark.parametrize("data_yaml, message", [
+    (DATA_YAML.split("swap:")[0], "tta: swap needs two interchangeable fields"),
+    (DATA_YAML.replace("max_tokens: 12", "max_tokens: 500"), "field 'prompt': max_tokens 500 is over what max_len 64"),
+    (DATA_YAML.replace("response_b]", "response_c]"), "no column 'response_c' (did you mean 'response_b'"),
+    (DATA_YAML.replace("swap: [response_a, response_b]", "swap: [response_a, prompt2]"), "swap names 'prompt2'"),
+])
+def test_bad_field_settings_are_one_line_exit_2(trained, data_yaml, message):
     work, _ = trained
     (work / "configs" / "bad.yaml").write_text(CONFIG.replace("name: ab", "name: bad"))
-    (work / "input" / "data.yaml").write_text(DATA_YAML.split("swap:")[0])
+    (work / "input" / "data.yaml").write_text(data_yaml)
     try:
         proc = run("train.py", work, "configs/bad.yaml")
     finally:
         (work / "input" / "data.yaml").write_text(DATA_YAML)
-    assert proc.returncode == 2 and "tta: swap needs two interchangeable fields" in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -19,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1]  # src/: copied whole into every bundl
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack", ".ckpt", ".onnx")
 REQUIREMENTS = ("torch", "transformers", "tokenizers", "numpy", "pandas", "scikit-learn", "scipy", "pyyaml", "tqdm",
                 "sentencepiece (DeBERTa-v3 tokenizers only)", "peft (LoRA experiments)",
-                "bitsandbytes (quantize: 4bit/8bit experiments, on CUDA)")
+                "bitsandbytes (quantize: 4bit/8bit experiments, on CUDA)",
+                "lightgbm (a gbm_stacking ensemble over feature_columns)")
 ENTRY = '''"""Predict with this bundle: python predict.py --test test.csv [--out submission.csv]"""
 import sys
 from pathlib import Path

@@ -80,6 +80,9 @@ class TextInputs:
         prefix, suffix = row_template(tokenizer, cfg)
         self.overhead = len(prefix) + len(suffix)
 
+    def check(self, cfg):
+        """Settings the rows cannot take, found before any text is tokenised (none for one text)."""
+
     def tokenize(self, texts, desc="tokenise"):
         return tokenize_texts(self.tokenizer, texts, desc)
 
@@ -111,6 +114,11 @@ class FieldInputs:
                         for f in fields]
         self.overhead = (len(self.prefix) + len(self.suffix) + len(self.middle) * (len(fields) - 1)
                          + sum(map(len, self.markers)))
+
+    def check(self, cfg):
+        """A cap over what max_len leaves, before any text is tokenised (max_len auto: once it is chosen)."""
+        if cfg["max_len"] != "auto":
+            self.window(cfg)
 
     def tokenize(self, field_texts, desc="tokenise"):
         """One list of token-id lists per field."""

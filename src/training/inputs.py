@@ -14,6 +14,7 @@ def encode_competition(cfg, comp, tokenizer, backbone_path, exp):
     from transformers import AutoConfig
     train = comp.inputs("train")
     encoder = input_encoder(tokenizer, cfg, train, AutoConfig.from_pretrained(backbone_path))
+    encoder.check(cfg)
     train_ids = encoder.tokenize(train, "tokenise train")
     cfg = on_main(lambda: with_max_len(cfg, encoder.lengths(train_ids), backbone_path, exp,
                                        lambda c: encoder.report(train_ids, c)))
