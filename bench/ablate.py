@@ -134,6 +134,15 @@ def tfidf_reference(first, folds, keys, models_dir=None, name=BASELINE):
     return fold_summary(exp, folds, keys)
 
 
+def solution_truth(comp, path):
+    """The test answers from the competition folder's solution.csv, or None where it has none for every test id."""
+    try:
+        return test_truth(comp, path) if path.exists() else None
+    except (KeyError, ValueError, IndexError):
+        print(f"note: {path} does not answer every test row; no test column")
+        return None
+
+
 def solution_score(exp, folds, comp, truth, metric):
     """The experiment's test prediction (the mean of its folds' probabilities) scored against the solution."""
     from competition.metrics import probabilities, score_decisions, score_probabilities
@@ -164,7 +173,7 @@ def ran_on(exp):
     return path.read_text().strip() if path.exists() else machine()
 
 
-def table(grid, rows, summaries, keys, command, header):
+def table(grid, rows, summaries, keys, command, header, text_columns=()):
     lines = [f"`{command}`", "", header, ""]
     paper = any(r in grid["paper"] for r in rows)
     costs = [c for c in COSTS if any(s and s.get(c) for r, s in summaries.items() if r != REFERENCE)]
@@ -175,7 +184,8 @@ def table(grid, rows, summaries, keys, command, header):
     for row in rows + [REFERENCE]:
         s = summaries.get(row)
         changes = ("TF-IDF + logistic regression (src/baseline.py), for scale" if row == REFERENCE else
-                   ", ".join(f"{k}: {v}" for k, v in (grid["rows"][row] or {}).items()) or "(base)")
+                   ", ".join(f"{k}: {v}" for k, v in resolve_columns(grid["rows"][row] or {}, list(text_columns)).items())
+                   or "(base)")
         cells = [f"{'**' if s[k][0] == best[k] else ''}{s[k][0]:.4f}{'**' if s[k][0] == best[k] else ''} +- {s[k][1]:.4f}"
                  if s else "not run" for k in keys]
         wall = f"{s['seconds'] / 60:.1f} min" if s else ""
@@ -238,8 +248,7 @@ def main():
         if (grid["rows"][r] or {}).get("data") is not None:
             row_input(input_dir, r, grid["rows"][r]["data"], comp.text_columns)
     keys = DECISION_METRICS[comp.task]
-    solution = Path(args.data) / "solution.csv"
-    truth = test_truth(comp, solution) if solution.exists() else None
+    truth = solution_truth(comp, Path(args.data) / "solution.csv")
     metric = keys[0]
     facts = length_facts(first, comp)
     header = (f"{data_name}: {len(comp.train_ids)} train rows, {comp.task}-label, {args.backbone}, folds {folds} of "
@@ -269,7 +278,7 @@ def main():
     machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows if summaries[r]})
     header += f" Trained on {' and '.join(machines)}."
     command = "python bench/ablate.py " + shlex.join(a for a in sys.argv[1:] if a != "--table-only")
-    text = table(grid, rows, summaries, keys, command, header)
+    text = table(grid, rows, summaries, keys, command, header, comp.text_columns)
     key = f"{data_name}-{args.backbone}-{args.grid}"
     in_doc = publish(key, text, args.out, args.doc)
     print("\n" + text + f"\nwritten: {Path(args.out) / key}.md" + (f" and {args.doc}" if in_doc else ""))

@@ -20,8 +20,8 @@ tiny:
 """
 
 
-def ablate(work, *extra):
-    cmd = [sys.executable, str(ROOT / "bench" / "ablate.py"), "tiny", "--data", str(work / "comp"), "--work",
+def ablate(work, *extra, grid="tiny"):
+    cmd = [sys.executable, str(ROOT / "bench" / "ablate.py"), grid, "--data", str(work / "comp"), "--work",
            str(work / "runs"), "--grids", str(work / "grids.yaml"), "--out", str(work / "tables"),
            "--doc", str(work / "doc.md"), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=work)
@@ -54,3 +54,38 @@ def test_grid_runs_resumes_and_fills_the_document(tmp_path):
     doc = (tmp_path / "doc.md").read_text()
     assert doc.startswith("intro\n") and doc.endswith("<!-- end table -->\nend\n")
     assert "stale table" not in doc and table in doc
+
+
+FIELDS_GRID = """
+fields:
+  base: {max_len: 32, truncation: head, epochs: 1, n_folds: 2, lr: 1.0e-3, head_lr: 3.0e-3, pooling: mean}
+  rows:
+    joined: {}
+    title_cap: {data: {fields: [{column: "$1", max_tokens: 4}, "$2"]}}
+    tfidf_fields: {baseline: true, data: {fields: ["$1", "$2"]}}
+"""
+
+
+def test_rows_with_their_own_data_settings_share_the_folds_and_score_against_the_solution(tmp_path):
+    import pandas as pd
+
+    from helpers import make_texts
+    write_competition(tmp_path / "comp", n_train=80, n_test=20, seed=4)
+    _, labels = make_texts(100, 4)
+    test = pd.read_csv(tmp_path / "comp" / "test.csv")
+    pd.DataFrame({"id": test["id"], "label": labels[80:]}).to_csv(tmp_path / "comp" / "solution.csv", index=False)
+    (tmp_path / "grids.yaml").write_text(FIELDS_GRID)
+    out = ablate(tmp_path, "--rows", "joined,title_cap,tfidf_fields", grid="fields")
+    runs = tmp_path / "runs" / "comp"
+    assert (runs / "input-title_cap" / "data.yaml").read_text().startswith("fields:\n- column: title\n  max_tokens: 4")
+    assert (runs / "input-title_cap" / "folds.csv").resolve() == (runs / "input" / "folds.csv").resolve()
+    assert not (runs / "input" / "data.yaml").exists()
+    table = (tmp_path / "tables" / "comp-splade-tiny-fields.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "test (solution.csv, fold mean)" in rows["row"]
+    assert "data: {'fields': [{'column': 'title', 'max_tokens': 4}, 'body']}" in rows["title_cap"]
+    assert (runs / "splade-tiny-fields" / "tfidf_fields" / "metrics.json").exists()
+    for row in ("joined", "title_cap", "tfidf_fields"):
+        test_score = float(rows[row].split(" | ")[5])
+        assert 0.0 <= test_score <= 1.0, rows[row]
+    assert out
