@@ -196,6 +196,29 @@ def data_settings_path(input_dir, data_config):
     return None
 
 
+def text_columns_of(s, settings_path, train, test, id_col, label_cols):
+    """The text columns: the data YAML's fields (`fields:`/`pair:`), its `text_columns`, or every test column that is
+    not the id, a label or a `feature_columns` one; each checked to be in train and test ((frame, path) pairs)."""
+    (train, train_path), (test, test_path) = train, test
+    where = settings_path or "configs/data.yaml"
+    fields = field_list(s, where)
+    side = s["feature_columns"] or []
+    text_cols = ([f.column for f in fields] if fields else
+                 s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols + side])
+    require_columns(train, side, train_path, "feature_columns")
+    require_columns(test, side, test_path, "feature_columns")
+    both = sorted(set(side) & set(text_cols) | set(side) & set(label_cols))
+    if both:
+        raise UserError(f"{where}: column '{both[0]}' is named in `feature_columns:` and as text or label; a column "
+                        f"is one of the three")
+    key = ("pair" if s["pair"] else "fields") if fields else "text_columns"
+    if not text_cols:
+        raise UserError(f"{test_path}: no text column besides the id '{id_col}'; set `text_columns:` in configs/data.yaml")
+    require_columns(train, text_cols, train_path, key)
+    require_columns(test, text_cols, test_path, key)
+    return text_cols
+
+
 def load_competition(input_dir="input", data_config="configs/data.yaml", verbose=True):
     settings_path = data_settings_path(input_dir, data_config)
     s = load_data_settings(settings_path)
@@ -218,21 +241,7 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
     if not s["label_columns"] and any(c not in train.columns for c in label_cols):
         label_cols = class_column_for(train, label_cols, id_col) or label_cols
     require_columns(train, label_cols, train_path, "label_columns")
-    fields = field_list(s, settings_path or "configs/data.yaml")
-    side = s["feature_columns"] or []
-    text_cols = ([f.column for f in fields] if fields else
-                 s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols + side])
-    require_columns(train, side, train_path, "feature_columns")
-    require_columns(test, side, test_path, "feature_columns")
-    both = sorted(set(side) & set(text_cols) | set(side) & set(label_cols))
-    if both:
-        raise UserError(f"{settings_path}: column '{both[0]}' is named in `feature_columns:` and as text or label; "
-                        f"a column is one of the three")
-    key = ("pair" if s["pair"] else "fields") if fields else "text_columns"
-    if not text_cols:
-        raise UserError(f"{test_path}: no text column besides the id '{id_col}'; set `text_columns:` in configs/data.yaml")
-    require_columns(train, text_cols, train_path, key)
-    require_columns(test, text_cols, test_path, key)
+    text_cols = text_columns_of(s, settings_path, (train, train_path), (test, test_path), id_col, label_cols)
 
     for df, path in ((train, train_path), (test, test_path)):
         dup = df[id_col][df[id_col].duplicated()]
@@ -245,7 +254,7 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
                         f"use the competition's matching files")
 
     task, classes, y = encode_labels(train, label_cols, s["label_delimiter"], train_path, s["task"])
-    check_swap(s, fields, classes, settings_path or "configs/data.yaml")
+    check_swap(s, field_list(s), classes, settings_path or "configs/data.yaml")
     groups = None
     if s["group_column"]:
         require_columns(train, [s["group_column"]], train_path, "group_column")
