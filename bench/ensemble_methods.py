@@ -54,7 +54,7 @@ def main():
     from competition.metrics import probabilities, score_probabilities
     from core.artifacts import BASELINE
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
-    folds = read_folds(args.input_dir, comp)
+    folds = read_folds(Path(args.input_dir) / "folds.csv", comp)
     exps, skipped = select_experiments(None, args.models_dir, comp, folds, "folds.csv", True)
     task, y = comp.task, comp.y
     metric = next(e["metrics"]["metric"] for e in exps if e["name"] != BASELINE)
