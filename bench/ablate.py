@@ -21,14 +21,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import machine, workspace  # noqa: E402
+from benchkit import machine, test_truth, workspace  # noqa: E402
 from core.artifacts import BASELINE, ExperimentDir, write_text  # noqa: E402
 from core.cli import parse_folds, run_cli  # noqa: E402
 from core.config import DEFAULTS, coerce, load_config, parse_value  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.validation import check_keys  # noqa: E402
 from competition.folds import load_or_make_folds  # noqa: E402
-from ensemble_methods import test_truth  # noqa: E402
 
 GRIDS = ROOT / "bench" / "grids.yaml"
 DOC = ROOT / "docs" / "experiments.md"

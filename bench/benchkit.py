@@ -1,5 +1,6 @@
 """What several bench/ drivers share (a module, not a script): the machine a figure was measured on, a workspace
-linking a competition's files, and worker subprocesses that print their result as one RESULT line."""
+linking a competition's files, worker subprocesses that print their result as one RESULT line, and the test answers
+of a solution.csv."""
 import json
 import os
 import platform
@@ -57,3 +58,21 @@ def run_worker(cmd, label):
     if proc.returncode != 0 or not lines:
         sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
+
+
+def test_truth(comp, solution_path):
+    """The solution's answers in test.csv order: class indices (single-label; one-hot class columns too), a 0/1
+    matrix (multi-label) or the target values (regression)."""
+    import numpy as np
+    import pandas as pd
+    sol = pd.read_csv(solution_path, dtype=str, keep_default_na=False).set_index(comp.id_column).loc[comp.test_ids]
+    classes = [str(c) for c in comp.classes]
+    if comp.task == "regression":
+        return sol[classes].astype(float).to_numpy()
+    if comp.task == "single" and set(classes) <= set(sol.columns) and len(classes) > 1:  # one-hot class columns
+        return sol[classes].astype(float).to_numpy().argmax(axis=1)
+    if comp.task == "single":
+        return np.array([classes.index(v) for v in sol[sol.columns[0]]])
+    if comp.label_delimiter:
+        return np.array([[c in v.split(comp.label_delimiter) for c in classes] for v in sol[sol.columns[0]]], dtype=int)
+    return sol[classes].astype(int).to_numpy()

@@ -12,27 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-
-def test_truth(comp, solution_path):
-    """The solution's answers in test.csv order: class indices (single-label), a 0/1 matrix (multi-label) or the
-    target values (regression)."""
-    sol = pd.read_csv(solution_path, dtype=str, keep_default_na=False).set_index(comp.id_column).loc[comp.test_ids]
-    classes = [str(c) for c in comp.classes]
-    if comp.task == "regression":
-        return sol[classes].astype(float).to_numpy()
-    if comp.task == "single" and set(classes) <= set(sol.columns) and len(classes) > 1:  # one-hot class columns
-        return sol[classes].astype(float).to_numpy().argmax(axis=1)
-    if comp.task == "single":
-        return np.array([classes.index(v) for v in sol[sol.columns[0]]])
-    if comp.label_delimiter:
-        return np.array([[c in v.split(comp.label_delimiter) for c in classes] for v in sol[sol.columns[0]]], dtype=int)
-    return sol[classes].astype(int).to_numpy()
+from benchkit import test_truth  # noqa: E402
 
 
 def main():
