@@ -67,7 +67,10 @@ def row_input(input_dir, row, data, text_columns):
     base = Path(input_dir)
     settings = yaml.safe_load((base / "data.yaml").read_text()) or {} if (base / "data.yaml").exists() else {}
     for key, value in resolve_columns(data, text_columns).items():
-        settings.pop(key, None) if value is None else settings.__setitem__(key, value)
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
     folder = base.parent / f"input-{row}"
     folder.mkdir(parents=True, exist_ok=True)
     if not (base / "folds.csv").exists():

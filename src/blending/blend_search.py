@@ -139,13 +139,33 @@ class Stacker:
     """Logistic regression on the models' log-probabilities (single-label: multinomial over all models' classes;
     multi-label: one per label on that label's logits from each model; a label with one class in the fitting rows
     falls back to the models' mean); ridge per target for regression. Side features (data YAML `feature_columns`,
-    competition/side_features.py) join every model's inputs, their encoder fitted on the same rows."""
+    competition/side_features.py) join every model's inputs, their encoder fitted on the same rows. Another
+    meta-model (gbm_stacker.py) replaces fit_model, model_output and the model (de)serialisers."""
 
     kind = "linear"
 
     def __init__(self, task, n_classes, C=1.0):
         self.task, self.n_classes, self.C = task, n_classes, C
         self.features = None
+
+    def fit_model(self, x, y):
+        """One model of the task's kind on (x, y); None where y holds one class."""
+        if self.task == "regression":
+            return Ridge(alpha=1.0).fit(x, y)
+        return LogisticRegression(C=self.C, max_iter=2000).fit(x, y) if len(np.unique(y)) > 1 else None
+
+    def model_output(self, model, x):
+        """Single-label: probabilities of the fitted classes (sorted); multi-label: of the label; regression: values."""
+        if self.task == "regression":
+            return model.predict(x)
+        p = model.predict_proba(x)
+        return p if self.task == "single" else p[:, 1]
+
+    def model_state(self, model):
+        return linear_state(model)
+
+    def model_from_state(self, state):
+        return linear_from_state(state, "ridge" if self.task == "regression" else "logistic")
 
     def design(self, probs, side):
         """(x, encoded side features or None): x as stack_features gives it."""
@@ -156,57 +176,53 @@ class Stacker:
     def joined(x, extra):
         return x if extra is None else np.concatenate([x, extra], axis=1)
 
+    def columns(self, x, extra):
+        """The inputs of each model: one for single-label, one per label or target otherwise."""
+        if self.task == "single":
+            return [self.joined(x, extra)]
+        return [self.joined(x[:, :, j].T, extra) for j in range(x.shape[2])]
+
     def fit(self, probs, y, side=None):
         self.features = None if side is None else FeatureEncoder().fit(side)
-        x, extra = self.design(probs, side)
-        if self.task == "regression":  # ridge per target on every model's prediction of it
-            self.models = [Ridge(alpha=1.0).fit(self.joined(x[:, :, j].T, extra), y[:, j]) for j in range(y.shape[1])]
-            return self
+        inputs = self.columns(*self.design(probs, side))
         if self.task == "single":
             self.classes_ = np.unique(y)
-            self.model = (LogisticRegression(C=self.C, max_iter=2000).fit(self.joined(x, extra), y)
-                          if len(self.classes_) > 1 else None)
-            return self
-        self.models = [LogisticRegression(C=self.C, max_iter=2000).fit(self.joined(x[:, :, j].T, extra), y[:, j])
-                       if 0 < y[:, j].sum() < len(y) else None for j in range(y.shape[1])]
+            self.models = [self.fit_model(inputs[0], y)]
+        else:
+            self.models = [self.fit_model(x, y[:, j]) for j, x in enumerate(inputs)]
         return self
 
-    def state(self):
-        """Everything predict needs, as plain numbers: what predict.py reads back with from_state."""
-        state = {"kind": self.kind, "task": self.task, "n_classes": self.n_classes, "C": self.C,
-                 "features": None if self.features is None else self.features.state()}
+    def predict(self, probs, side=None):
+        inputs = self.columns(*self.design(probs, side))
         if self.task == "single":
-            return {**state, "classes": np.asarray(self.classes_).tolist(), "model": linear_state(self.model)}
-        return {**state, "models": [linear_state(m) for m in self.models]}
+            out = np.full((inputs[0].shape[0], self.n_classes), EPS)
+            if self.models[0] is None:
+                out[:, self.classes_[0]] = 1.0
+            else:
+                out[:, self.classes_] = self.model_output(self.models[0], inputs[0])
+            return out / out.sum(1, keepdims=True)
+        mean = np.mean(probs, axis=0)
+        return np.stack([self.model_output(m, x) if m is not None else mean[:, j]
+                         for j, (m, x) in enumerate(zip(self.models, inputs))], axis=1)
+
+    def state(self):
+        """Everything predict needs, as plain values: what predict.py reads back with from_state."""
+        return {"kind": self.kind, "task": self.task, "n_classes": self.n_classes, "C": self.C,
+                "features": None if self.features is None else self.features.state(),
+                "classes": np.asarray(getattr(self, "classes_", [])).tolist(),
+                "models": [None if m is None else self.model_state(m) for m in self.models]}
 
     @classmethod
     def from_state(cls, state):
-        if state.get("kind", "linear") != "linear":
+        if cls is Stacker and state.get("kind", "linear") != "linear":
             from blending.gbm_stacker import GBMStacker
             return GBMStacker.from_state(state)
         stacker = cls(state["task"], state["n_classes"], state["C"])
         stacker.features = FeatureEncoder.from_state(state["features"]) if state.get("features") else None
-        kind = "ridge" if state["task"] == "regression" else "logistic"
-        if state["task"] == "single":
-            stacker.classes_, stacker.model = np.asarray(state["classes"]), linear_from_state(state["model"], kind)
-        else:
-            stacker.models = [linear_from_state(m, kind) for m in state["models"]]
+        stacker.classes_ = np.asarray(state.get("classes", []), dtype=np.int64)
+        models = state["models"] if "models" in state else [state["model"]]  # recipes written before side features
+        stacker.models = [None if m is None else stacker.model_from_state(m) for m in models]
         return stacker
-
-    def predict(self, probs, side=None):
-        x, extra = self.design(probs, side)
-        if self.task == "single":
-            out = np.full((x.shape[0], self.n_classes), EPS)
-            if self.model is None:
-                out[:, self.classes_[0]] = 1.0
-            else:
-                out[:, self.model.classes_] = self.model.predict_proba(self.joined(x, extra))
-            return out / out.sum(1, keepdims=True)
-        if self.task == "regression":
-            return np.stack([m.predict(self.joined(x[:, :, j].T, extra)) for j, m in enumerate(self.models)], axis=1)
-        mean = np.mean(probs, axis=0)
-        return np.stack([m.predict_proba(self.joined(x[:, :, j].T, extra))[:, 1] if m is not None else mean[:, j]
-                         for j, m in enumerate(self.models)], axis=1)
 
 
 # ---- honest comparison --------------------------------------------------------------------------------------------

@@ -43,14 +43,18 @@ def water_fill(demands, total):
     return budgets
 
 
+def capped(lengths, caps):
+    """Each field's token count, up to its cap (None: uncapped)."""
+    return [n if c is None else min(n, c) for n, c in zip(lengths, caps)]
+
+
 def field_budgets(lengths, caps, window):
     """Token budget of each field of one row: `lengths` its token counts, `caps` max_tokens (None: uncapped)."""
-    demand = [n if c is None else min(n, c) for n, c in zip(lengths, caps)]
+    demand = capped(lengths, caps)
     if sum(demand) <= window:
         return demand
-    capped = [i for i, c in enumerate(caps) if c is not None]
-    fixed = sum(demand[i] for i in capped)
-    if fixed > window or len(capped) == len(caps):
+    fixed = sum(d for d, c in zip(demand, caps) if c is not None)
+    if fixed > window or None not in caps:
         return water_fill(demand, window)
     free = [i for i in range(len(caps)) if caps[i] is None]
     shares = water_fill([demand[i] for i in free], window - fixed)
@@ -128,8 +132,7 @@ class FieldInputs:
     def lengths(self, tokenized):
         """Per row: the tokens it would have untruncated, capped fields counted up to their cap."""
         caps = [f.max_tokens for f in self.fields]
-        return [sum(n if c is None else min(n, c) for n, c in zip(map(len, row), caps)) + self.overhead
-                for row in zip(*tokenized)]
+        return [sum(capped(list(map(len, row)), caps)) + self.overhead for row in zip(*tokenized)]
 
     def window(self, cfg):
         window = cfg["max_len"] - self.overhead

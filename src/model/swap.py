@@ -29,12 +29,13 @@ def check_swap_config(cfg, comp):
                         f"classes that trade places) in the data YAML, beside `fields:` or `pair:`")
 
 
-def encode_rows(encoder, texts, cfg, desc, tokenized=None):
+def encode_rows(encoder, texts, cfg, desc, tokenized=None, twins=None):
     """The rows of `texts` (tokenised here unless `tokenized` is given), with their swapped twins (SwapViews) where
-    the config swaps. A twin is the row with the two fields' tokens exchanged; markers stay with the positions."""
+    `twins` (default: the config swaps at all; rows only ever predicted need them for tta: swap alone). A twin is the
+    row with the two fields' tokens exchanged; markers stay with the positions."""
     tokenized = tokenized if tokenized is not None else encoder.tokenize(texts, desc)
     rows = encoder.rows(tokenized, cfg)
-    if not uses_swap(cfg):
+    if not (uses_swap(cfg) if twins is None else twins):
         return rows
     i, j = texts.swap_positions()
     twin = list(tokenized)

@@ -22,7 +22,8 @@ def encode_competition(cfg, comp, tokenizer, backbone_path, exp):
     if swap:
         print(swap)
     rows = encode_rows(encoder, train, cfg, "tokenise train", train_ids)
-    return cfg, rows, encode_rows(encoder, comp.inputs("test"), cfg, "tokenise test")
+    test = encode_rows(encoder, comp.inputs("test"), cfg, "tokenise test", twins=cfg.get("tta", "none") == "swap")
+    return cfg, rows, test
 
 
 def check_max_len(cfg, path):
