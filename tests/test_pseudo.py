@@ -70,7 +70,7 @@ def test_pseudo_labels_join_training_rows_and_never_a_validation_fold(tmp_path, 
 
     made = []
     real_encode = inputs.encode_rows
-    monkeypatch.setattr(inputs, "encode_rows", lambda *a: made.append(real_encode(*a)) or made[-1])
+    monkeypatch.setattr(inputs, "encode_rows", lambda *a, **k: made.append(real_encode(*a, **k)) or made[-1])
     monkeypatch.setattr(experiment, "FoldTrainer", RecordingTrainer)
     monkeypatch.setattr(experiment, "build_model", lambda *a: None)
     RecordingTrainer.calls = []

@@ -165,7 +165,7 @@ def test_max_len_above_position_limit(tmp_path):
 
 
 def test_auto_max_len_is_printed_and_kept_by_resumed_folds(tmp_path, monkeypatch):
-    from training import experiment
+    from training import experiment, inputs
     work = make_work(tmp_path, "auto")
     (work / "configs" / "tiny.yaml").write_text(CONFIG.replace("max_len: 32\n", "max_len: auto\n")
                                                 .replace("epochs: 3", "epochs: 1"))
@@ -177,7 +177,7 @@ def test_auto_max_len_is_printed_and_kept_by_resumed_folds(tmp_path, monkeypatch
     assert fold0["max_len"] == 64
     # a resumed fold keeps the finished folds' choice, even where the rule would now choose otherwise
     monkeypatch.chdir(work)
-    monkeypatch.setattr(experiment, "choose_max_len", lambda *a, **k: (128, "changed rule"))
+    monkeypatch.setattr(inputs, "choose_max_len", lambda *a, **k: (128, "changed rule"))
     experiment.run_experiment(load_config("configs/tiny.yaml"), [1], verbose=False)
     fold1 = json.loads((work / "models/tiny/fold1/result.json").read_text())
     assert fold1["max_len"] == 64
