@@ -61,18 +61,6 @@ def run_worker(cmd, label):
 
 
 def test_truth(comp, solution_path):
-    """The solution's answers in test.csv order: class indices (single-label; one-hot class columns too), a 0/1
-    matrix (multi-label) or the target values (regression)."""
-    import numpy as np
-    import pandas as pd
-    sol = pd.read_csv(solution_path, dtype=str, keep_default_na=False).set_index(comp.id_column).loc[comp.test_ids]
-    classes = [str(c) for c in comp.classes]
-    if comp.task == "regression":
-        return sol[classes].astype(float).to_numpy()
-    if comp.task == "single" and set(classes) <= set(sol.columns) and len(classes) > 1:  # one-hot class columns
-        return sol[classes].astype(float).to_numpy().argmax(axis=1)
-    if comp.task == "single":
-        return np.array([classes.index(v) for v in sol[sol.columns[0]]])
-    if comp.label_delimiter:
-        return np.array([[c in v.split(comp.label_delimiter) for c in classes] for v in sol[sol.columns[0]]], dtype=int)
-    return sol[classes].astype(int).to_numpy()
+    """The solution's answers in test.csv order (competition/solution.py)."""
+    from competition.solution import read_solution
+    return read_solution(comp, solution_path)

@@ -1,9 +1,11 @@
 """Blend finished experiments' fold logits into submissions/submission.csv (plus a timestamped copy and a report).
 
     python src/ensemble.py [EXPERIMENTS ...] [--average prob|logit] [--no-baseline] [--methods forward,stacking]
+                           [--include-distilled]
 
 Without EXPERIMENTS: every models/<name>/ with a metrics.json whose OOF folds match input/folds.csv
-(tfidf-baseline included unless --no-baseline). Every method of src/blending/blend_search.py is scored on fold-held-out OOF
+(tfidf-baseline included unless --no-baseline; distilled experiments, src/distil.py, only with --include-distilled:
+their OOF leans optimistic). Every method of src/blending/blend_search.py is scored on fold-held-out OOF
 rows and the best one writes the submission.
 """
 import argparse
@@ -30,9 +32,14 @@ def main():
                              f"feature_columns)")
     parser.add_argument("--no-features", action="store_true",
                         help="leave the data YAML's feature_columns out of the meta-models")
+    parser.add_argument("--include-distilled", action="store_true",
+                        help="let distilled experiments (src/distil.py) be blended, listed or not; their OOF leans "
+                             "optimistic (their teacher's fold models saw their validation rows), so they are left "
+                             "out by default")
     args = parser.parse_args()
     run_ensemble(args.experiments or None, args.input_dir, args.models_dir, args.data_config, args.submissions_dir,
-                 args.average, not args.no_baseline, parse_methods(args.methods), not args.no_features)
+                 args.average, not args.no_baseline, parse_methods(args.methods), not args.no_features,
+                 args.include_distilled)
 
 
 def parse_methods(text):

@@ -2,13 +2,14 @@
 weights, the same tokenisation, fold averaging, weights or stacking and decision rules; a submission in the sample's
 format (blending/apply.py).
 
-    python src/predict.py --test new_test.csv [--out submissions/predicted.csv]
+    python src/predict.py --test new_test.csv [--out submissions/predicted.csv] [--only EXPERIMENT]
 """
 import argparse
 from pathlib import Path
 
 from blending.apply import predict_file
 from blending.recipe import read_recipe
+from blending.single import single_recipe
 from competition.data import find_sample_submission, load_competition
 from competition.submission import submission_sep
 from core.cli import run_cli
@@ -19,13 +20,16 @@ def main():
     parser.add_argument("--test", required=True, help="CSV with the training data's id and text columns")
     parser.add_argument("--out", default=None, help="submission to write (default: submissions/predicted-<test>.csv)")
     parser.add_argument("--recipe", default="submissions/ensemble.json", help="written by src/ensemble.py")
+    parser.add_argument("--only", default=None, metavar="EXPERIMENT",
+                        help="predict with this experiment alone (decision rules tuned on its own OOF), not the "
+                             "ensemble's recipe")
     parser.add_argument("--input-dir", default="input", help="training data: label names and the sample's format")
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--data-config", default="configs/data.yaml")
     parser.add_argument("--logits", default=None, help="also write each experiment's per-fold outputs here (.npy)")
     args = parser.parse_args()
-    recipe = read_recipe(args.recipe)
     comp = load_competition(args.input_dir, args.data_config, verbose=False)
+    recipe = single_recipe(comp, args.models_dir, args.only) if args.only else read_recipe(args.recipe)
     comp.settings["sample_sep"] = submission_sep(comp, find_sample_submission(args.input_dir,
                                                                                 comp.settings["sample_submission"]))
     out = args.out or f"submissions/predicted-{Path(args.test).stem}.csv"

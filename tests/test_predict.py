@@ -1,5 +1,6 @@
 """`python src/predict.py`: the last ensemble applied to any test file from the saved fold weights, no retraining."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,22 +81,25 @@ def test_bad_test_files_and_missing_folds_are_refused(ensembled, tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled(ensembled, tmp_path_factory):
-    """The ensemble rebuilt without the TF-IDF baseline, packaged in fp32 and fp16, then moved away from the repo
-    layout: models/ removed, bundles copied to a new folder."""
+    """The stacking ensemble packaged with the TF-IDF baseline (its saved fold models), then rebuilt without it and
+    packaged in fp32 and fp16; all moved away from the repo layout: models/ and input/ removed, bundles copied to a
+    new folder."""
     work = tmp_path_factory.mktemp("bundled")
     shutil.copytree(ensembled, work, dirs_exist_ok=True)
-    proc = run("package.py", work)
-    assert proc.returncode == 2 and "--no-baseline" in proc.stderr  # a bundle cannot carry the TF-IDF baseline
+    away = tmp_path_factory.mktemp("elsewhere")
+    proc = run("package.py", work, "--name", "stacked")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copy(work / "submissions/submission.csv", away / "stacked_expected.csv")
     for script, args in (("ensemble.py", ["--no-baseline", "--methods", "stacking"]), ("package.py", []),
                          ("package.py", ["--fp16", "--name", "half"])):
         proc = run(script, work, *args)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    away = tmp_path_factory.mktemp("elsewhere")
-    for name in ("bundle", "half"):
+    for name in ("bundle", "half", "stacked"):
         shutil.copytree(work / "dist" / name, away / name)
     shutil.copy(work / "input/test.csv", away / "test.csv")
     shutil.copy(work / "submissions/submission.csv", away / "expected.csv")
     shutil.rmtree(work / "models")
+    shutil.rmtree(work / "input")
     return away
 
 
@@ -113,6 +117,16 @@ def test_a_moved_bundle_predicts_the_same_submission(bundled):
     assert not any(f.endswith(".safetensors") for f in manifest["files"])  # weights come with the folds only
     config = (bundled / "bundle/models/tiny/config.yaml").read_text()
     assert str(ROOT) not in config and "max_len: 64" in config  # nothing points back home; auto as the folds used it
+
+
+def test_a_bundle_stacking_the_tfidf_baseline_predicts_the_same_submission(bundled):
+    proc = bundle_predict(bundled, "stacked", "stacked.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "refitting" not in proc.stdout
+    assert (bundled / "stacked.csv").read_text() == (bundled / "stacked_expected.csv").read_text()
+    manifest = json.loads((bundled / "stacked/manifest.json").read_text())
+    assert sorted(manifest["experiments"]) == ["tfidf-baseline", "tiny", "tiny2"] and manifest["folds"] == 6
+    assert "models/tfidf-baseline/fold1/tfidf.npz" in manifest["files"]
 
 
 def test_a_fp16_bundle_is_half_the_size_and_agrees(bundled):
@@ -161,3 +175,33 @@ def test_experiments_without_weight_are_neither_run_nor_packaged():
     assert without_unused(recipe)["experiments"] == ["a", "c"] and without_unused(recipe)["weights"] == [0.5, 0.5]
     stacked = {"experiments": ["a", "b"], "weights": None, "method": "stacking"}
     assert without_unused(stacked) == stacked
+
+
+def test_an_onnx_bundle_of_one_experiment_predicts_from_its_graphs_alone(ensembled, tmp_path):
+    """package.py --only NAME --onnx [--int8]: no torch weights inside; moved away from models/, the fp32 graphs give
+    the submission torch gives for that experiment alone (predict.py --only), int8 nearly the same labels."""
+    work = tmp_path / "work"
+    shutil.copytree(ensembled, work)
+    proc = run("predict.py", work, "--only", "tiny2", "--test", "input/test.csv", "--out", "torch.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--only tiny2: OOF accuracy" in proc.stdout
+    assert run("package.py", work, "--int8").returncode == 2  # --int8 goes with --onnx
+    for args in (["--name", "graphs"], ["--int8", "--name", "graphs8"]):
+        proc = run("package.py", work, "--only", "tiny2", "--onnx", *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert re.search(r"tiny2 fold 1: fp32 graph [\d.]+ MB, max \|logit - torch\| \d", proc.stdout), proc.stdout
+    away = tmp_path / "away"
+    for name in ("graphs", "graphs8"):
+        shutil.copytree(work / "dist" / name, away / name)
+        files = [p.name for p in (away / name / "models").rglob("*") if p.is_file()]
+        assert "model.pt" not in files and not list((away / name / "backbones").rglob("*.safetensors"))
+    assert "model.int8.onnx" in [p.name for p in (away / "graphs8").rglob("*")]
+    assert "onnxruntime" in (away / "graphs8/README.md").read_text()
+    shutil.copy(work / "input/test.csv", away / "test.csv")
+    shutil.rmtree(work / "models")
+    for name in ("graphs", "graphs8"):
+        proc = bundle_predict(away, name, f"{name}.csv")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (away / "graphs.csv").read_text() == (work / "torch.csv").read_text()
+    labels = lambda path: pd.read_csv(path)["label"]
+    assert (labels(away / "graphs8.csv") == labels(work / "torch.csv")).mean() >= 0.9

@@ -1,6 +1,6 @@
 """The last ensemble applied to any test file, without retraining: every experiment its recipe blends, every fold's
-saved weights, the same tokenisation, fold averaging, weights or stacking and decision rules; a submission in the
-sample's format. Used by src/predict.py and by a bundle's predict.py."""
+saved weights (the TF-IDF baseline's saved fold models), the same tokenisation, fold averaging, weights or stacking
+and decision rules; a submission in the sample's format. Used by src/predict.py and by a bundle's predict.py."""
 import dataclasses
 import time
 from pathlib import Path
@@ -14,10 +14,11 @@ from blending.recipe import combine, experiment_probabilities, without_unused
 from competition.data import join_texts, read_table, require_columns
 from competition.folds import read_folds
 from competition.submission import check_submission, submission_frame
-from core.artifacts import BASELINE, atomic_write
+from core.artifacts import BASELINE, ExperimentDir, atomic_write
 from core.errors import UserError
 from training.tfidf import fold_model, predict_texts
 from training.tfidf_fields import baseline_inputs
+from training.tfidf_state import has_state, load_state
 
 
 def read_test(path, comp):
@@ -40,10 +41,21 @@ def with_test(comp, test, texts):
 
 
 def baseline_logits(models_dir, comp, input_dir, texts):
-    cfg = yaml.safe_load((Path(models_dir) / BASELINE / "config.yaml").read_text())
+    """The TF-IDF baseline's logits per fold: from each fold's saved model (fold<k>/tfidf.json + tfidf.npz) where
+    every fold has one; else (runs from before they were saved) refitted per fold from input_dir's train rows and
+    folds.csv, which needs the training data (`comp` loaded from it; a bundle has none)."""
+    exp = ExperimentDir(models_dir, BASELINE)
+    cfg = yaml.safe_load((exp.root / "config.yaml").read_text())
+    rows = baseline_inputs(texts)
+    if all(has_state(exp.fold(k)) for k in range(cfg["n_folds"])):
+        return [predict_texts(load_state(exp.fold(k)), comp, rows) for k in range(cfg["n_folds"])]
+    if input_dir is None or not len(comp.y):
+        raise UserError(f"{exp.root}: the TF-IDF baseline's fold models were not saved (trained before they were) "
+                        f"and there is no training data to refit them from; rerun python src/baseline.py into a "
+                        f"fresh models/{BASELINE}")
+    print(f"{BASELINE}: fold models not saved (an older run): refitting each fold from the training data")
     folds = read_folds(Path(input_dir) / "folds.csv", comp)
-    return [predict_texts(fold_model(cfg, comp, folds, k), comp, baseline_inputs(texts))
-            for k in range(cfg["n_folds"])]
+    return [predict_texts(fold_model(cfg, comp, folds, k), comp, rows) for k in range(cfg["n_folds"])]
 
 
 class TimeLeft:

@@ -1,7 +1,8 @@
 """Blend finished experiments into one submission.
 
 Each experiment's test prediction is the mean over its folds (of probabilities, or of raw logits with
-average="logit"). Every finished experiment on the same folds is a candidate, the TF-IDF baseline included; the
+average="logit"). Every finished experiment on the same folds is a candidate, the TF-IDF baseline included (a
+distilled one only with include_distilled: its OOF leans optimistic, training/distil.py); the
 ways to combine them (src/blending/blend_search.py: best single model, equal weights, fitted weights, forward selection,
 stacking) are compared on fold-held-out OOF scores and the best one writes the submission.
 Writes, under submissions/: submission.csv (the latest) and a timestamped copy of it, ensemble_oof.csv (the chosen
@@ -25,17 +26,19 @@ from competition.side_features import describe_features
 from competition.submission import save_submission, submission_frame
 from core.artifacts import BASELINE, write_csv, write_json
 from core.errors import UserError
+from training.distil import is_distilled
 
 
 def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_config="configs/data.yaml",
                  submissions_dir="submissions", average="prob", include_baseline=True, methods=METHODS,
-                 use_features=True):
+                 use_features=True, include_distilled=False):
     """Blend experiments into submissions/submission.csv by the method with the best fold-held-out OOF score;
-    returns the scores of every method, the chosen one and the submission paths."""
+    returns the scores of every method, the chosen one and the submission paths. Distilled experiments are
+    candidates only with `include_distilled`."""
     if average not in ("prob", "logit"):
         raise UserError(f"average must be 'prob' or 'logit', got {average!r}")
     comp = load_competition(input_dir, data_config)
-    exps, skipped, metric = candidates(comp, experiments, input_dir, models_dir, include_baseline)
+    exps, skipped, metric = candidates(comp, experiments, input_dir, models_dir, include_baseline, include_distilled)
     task, y, folds = comp.task, comp.y, exps[0]["folds"]
     oof_probs = [probabilities(task, e["oof"]) for e in exps]
     test_probs = [fold_mean_probabilities(task, e["test"], average) for e in exps]
@@ -59,6 +62,7 @@ def run_ensemble(experiments=None, input_dir="input", models_dir="models", data_
         "baseline": baseline["scores"] if baseline else None,
         "init": {e["name"]: e["init"] for e in exps}, "best_params": {e["name"]: e["best_params"] for e in exps},
         "skipped": skipped, "submit_as": kind, "rules": decisions["rules"].describe(),
+        "distilled": [n for n in names if is_distilled(Path(models_dir) / n)],  # blended with --include-distilled
         "decision_scores": {k: v for k, v in decisions.items() if k != "rules"},
         "recipe": make_recipe(comp, names, chosen, best, average, metric, kind, decisions["rules"]),
     }
@@ -79,10 +83,11 @@ def side_frames(comp):
     return train, comp.side_features("test")
 
 
-def candidates(comp, experiments, input_dir, models_dir, include_baseline):
+def candidates(comp, experiments, input_dir, models_dir, include_baseline, include_distilled=False):
     """The experiments to blend (skipped ones printed with why), and the metric that chooses the ensemble."""
     folds = read_folds(Path(input_dir) / "folds.csv", comp)
-    exps, skipped = select_experiments(experiments, models_dir, comp, folds, f"{input_dir}/folds.csv", include_baseline)
+    exps, skipped = select_experiments(experiments, models_dir, comp, folds, f"{input_dir}/folds.csv", include_baseline,
+                                       include_distilled)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     metric = next((e["metrics"]["metric"] for e in exps if e["name"] != BASELINE), exps[0]["metrics"]["metric"])
@@ -106,7 +111,7 @@ def score_rows(comp, exps, oof_probs, best, chosen, models_dir):
 
 
 def write_blend(out, comp, best, kind, rules, metric, input_dir):
-    """The submission (and its timestamped copy), ensemble_oof.csv and ensemble_test.csv (what pseudo_label reads)."""
+    """The submission (and its timestamped copy), ensemble_oof.csv and ensemble_test.csv (what pseudo_label and distil read)."""
     sample_path = find_sample_submission(input_dir, comp.settings["sample_submission"])
     frame = submission_frame(comp, best["test"], kind, rules, metric)
     latest, stamped = save_submission(out, comp, frame, sample_path)

@@ -6,6 +6,7 @@
     recipe.json         the ensemble's recipe (blending/recipe.py)
     competition.json    id, text and label columns, classes, file settings and the sample submission's columns
     models/<name>/      config.yaml (backbone: backbones/<key>), fold<k>/{model.pt, result.json}
+    models/tfidf-baseline/  config.yaml, fold<k>/{tfidf.json, tfidf.npz, result.json} (training/tfidf_state.py)
     backbones/<key>/    model config and tokenizer files (no weights: the folds carry them)
     src/                the project's modules; predict.py runs blending.bundle.bundle_main
 """

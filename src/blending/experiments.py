@@ -1,5 +1,5 @@
 """Finished experiments as blending candidates: each one's OOF and per-fold test logits loaded and checked against
-the competition (task, classes, ids, fold assignment)."""
+the competition (task, classes, ids, fold assignment); distilled experiments (training/distil.py) only on request."""
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ from competition.data import shorten
 from competition.metrics import probabilities, score_probabilities
 from core.artifacts import BASELINE, read_json
 from core.errors import UserError
+from training.distil import DISTILLED_SKIP, is_distilled
 
 
 def finished_experiments(models_dir):
@@ -61,9 +62,10 @@ def load_experiment(models_dir, name, comp):
     }, None
 
 
-def select_experiments(experiments, models_dir, comp, folds, folds_name, include_baseline):
+def select_experiments(experiments, models_dir, comp, folds, folds_name, include_baseline, include_distilled=False):
     """Named experiments must all be usable (else UserError naming them); by default every finished one that is
-    usable is taken and the others are reported as skipped. Returns (experiments, {name: why skipped})."""
+    usable is taken and the others are reported as skipped. A distilled experiment is usable only with
+    `include_distilled` (its OOF leans optimistic). Returns (experiments, {name: why skipped})."""
     explicit = bool(experiments)
     if explicit:
         baseline = include_baseline and (Path(models_dir) / BASELINE / "metrics.json").exists()
@@ -73,6 +75,8 @@ def select_experiments(experiments, models_dir, comp, folds, folds_name, include
     loaded, problems = [], {}
     for name in names:
         exp, why = load_experiment(models_dir, name, comp)
+        if exp is not None and not include_distilled and is_distilled(Path(models_dir) / name):
+            exp, why = None, DISTILLED_SKIP
         if exp is None:
             problems[name] = why
         else:

@@ -1,9 +1,9 @@
 """Every config key in one place: its name, type, default, allowed values or range, group and one line of help.
 
 Experiment configs (configs/*.yaml, `--set`), the data YAML (configs/data.yaml or input/data.yaml), the TF-IDF
-baseline's keys and the nested groups (`adversarial`, `pseudo_label`) are all declared here and checked by `check`,
-once, before any work (core/validation.py): a bad value is one UserError naming the key, the value and what is
-allowed.
+baseline's keys and the nested groups (`adversarial`, `pseudo_label`, `distil`) are all declared here and checked
+by `check`, once, before any work (core/validation.py): a bad value is one UserError naming the key, the value and
+what is allowed.
 `python src/train.py --keys` prints them; the README's "Config keys" section is generated from them."""
 from dataclasses import dataclass
 
@@ -59,6 +59,17 @@ PSEUDO_LABEL_KEYS = (
         low=0, high=1, low_open=True),
     Key("soft", "bool", False, "train on the ensemble's probabilities instead of its labels"),
     Key("source", "str", "submissions/ensemble_test.csv", "the ensemble's test probabilities (src/ensemble.py)"),
+)
+DISTIL_KEYS = (
+    Key("alpha", "float", 0.5, "weight of the true labels' loss; 1 - alpha goes to matching the teacher", low=0,
+        high=1),
+    Key("temperature", "float", 2.0, "softmax temperature T of the teacher and student (single-label; the KL term "
+        "is scaled by T squared)", low=0, low_open=True),
+    Key("include_test", "bool", False, "the test rows join every fold's training rows with the teacher's test "
+        "probabilities as their only targets"),
+    Key("oof", "str", "submissions/ensemble_oof.csv", "the teacher's fold-held-out OOF probabilities "
+        "(src/ensemble.py; its ensemble.json beside it)"),
+    Key("test", "str", "submissions/ensemble_test.csv", "the teacher's test probabilities (src/ensemble.py)"),
 )
 
 EXPERIMENT_KEYS = (
@@ -144,6 +155,8 @@ EXPERIMENT_KEYS = (
         group="tricks", fields=ADVERSARIAL_KEYS),
     Key("pseudo_label", "group", {}, "confident test rows of the last ensemble join every fold's training rows; "
         "{} is off", group="tricks", fields=PSEUDO_LABEL_KEYS),
+    Key("distil", "group", {}, "knowledge distillation: train on the true labels and the last ensemble's "
+        "probabilities (src/distil.py); {} is off", group="tricks", fields=DISTIL_KEYS),
     Key("itpt_max_len", "int", 128, "ITPT: tokens per MLM sequence (longer texts are cut into several)",
         group="itpt", low=8),
     Key("itpt_epochs", "int", 1, "ITPT: passes over the corpus", group="itpt", low=1),

@@ -21,6 +21,7 @@ from model.swap import augmented, check_swap_config, for_prediction
 from model.tricks import describe_tricks
 from training.device import (amp_dtype, peak_rss_gb, pick_device, precision_name, seed_everything, share_cores,
                              threads_note)
+from training.distil import fold_record, load_teacher, with_teacher
 from training.hooks import TrainingDiverged
 from training.inputs import check_max_len, encode_competition
 from training.itpt_cache import checkpoint_dir
@@ -156,6 +157,8 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, s
     backbone_path, start_from = start.backbone_path, start.start_from
     pseudo = None
     if todo:
+        finished = on_main(lambda: [exp.fold_result(k) for k in range(cfg["n_folds"]) if exp.fold_done(k)])
+        teacher = load_teacher(cfg, comp, finished)  # distil: checked and read before any work
         make_ready(cfg, comp, start)  # init: itpt pre-trains here when missing
         tokenizer = load_tokenizer(backbone_path)
         cfg, rows, test_rows = encode_competition(cfg, comp, tokenizer, backbone_path, exp)
@@ -168,7 +171,7 @@ def train_folds(cfg, comp, folds, metric, exp, fold_list, on_eval, keep_going, s
               f"xi {cfg['llrd_decay']}, "
               f"folds {todo}, selecting by {metric}" + (f"; tricks: {tricks}" if tricks else ""))
         label_words = class_token_ids(tokenizer, comp.classes) if cfg["head"] == "label_words" else None
-        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from, label_words)
+        inputs = FoldInputs(rows, test_rows, pseudo, tokenizer.pad_token_id, device, start_from, label_words, teacher)
     diverged, locks = {}, {}
     for k in todo:
         claim = on_main(lambda: claim_fold(exp, k, locks))
@@ -211,7 +214,8 @@ def claim_fold(exp, k, locks):
 
 @dataclass
 class FoldInputs:
-    """What every fold of a run shares: model inputs of train and test rows, pseudo-labels, where to start from."""
+    """What every fold of a run shares: model inputs of train and test rows, pseudo-labels or the distillation
+    teacher, where to start from."""
     rows: list
     test_rows: list
     pseudo: object
@@ -219,6 +223,7 @@ class FoldInputs:
     device: object
     start_from: str
     label_words: list = None  # head: label_words: each class name's token ids
+    teacher: object = None    # distil: the ensemble's predictions (training/distil.py)
 
 
 def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
@@ -240,6 +245,8 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
     trainer = FoldTrainer(cfg, model, comp.task, metric, inputs.pad_id, inputs.device, log, on_eval,
                           checkpoint_path=exp.fold(k) / "resume.pt")
     fold_rows, fold_y = augmented(rows, train_idx, comp.y[train_idx], cfg, comp.task, cfg["seed"] + k)
+    fold_rows, fold_y = with_teacher(inputs.teacher, comp.task, fold_rows, fold_y, rows, train_idx, list(test_rows),
+                                     cfg, cfg["seed"] + k)
     train_rows, train_y = with_pseudo_labels(fold_rows, fold_y, list(test_rows), pseudo, comp)
     best = trainer.fit(train_rows, train_y, for_prediction(rows, cfg, valid_idx), comp.y[valid_idx])
     test_logits = trainer.predict(for_prediction(test_rows, cfg))
@@ -248,7 +255,7 @@ def train_fold(k, cfg, comp, folds, metric, exp, inputs, on_eval):
               "train_rows": int(len(train_idx)), "valid_rows": int(len(valid_idx)),
               "pseudo_rows": int(len(pseudo.positions)) if pseudo else 0,
               "train_rows_s": trainer.train_rows_s and round(trainer.train_rows_s, 2),
-              "peak_rss_gb": peak_rss_gb() and round(peak_rss_gb(), 2)}
+              "peak_rss_gb": peak_rss_gb() and round(peak_rss_gb(), 2), **fold_record(inputs.teacher)}
     on_main(lambda: save_fold(exp, k, trainer, [comp.train_ids[i] for i in valid_idx], test_logits, result))
     print(f"fold {k}: best {metric} {best[metric]:.4f} ({result['seconds']:.0f}s)")
 

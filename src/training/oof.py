@@ -1,5 +1,5 @@
 """Out-of-fold assembly: every fold's validation logits put back in train order (oof.csv), test logits per fold
-(test.csv), metrics.json with the overall CV, and the CV table."""
+(test.csv), metrics.json with the overall CV (and, distilled, its teacher and test-file score), and the CV table."""
 import json
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import pandas as pd
 from competition.metrics import score
 from core.artifacts import BASELINE, logits_frame, write_csv, write_json
 from core.errors import UserError
+from training.distil import distil_report
 
 
 def fold_outputs(exp, fold_list, train_ids):
@@ -28,7 +29,7 @@ def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):
     ids = comp.train_ids
     oof = np.zeros((len(ids), len(comp.classes)), dtype=np.float32)
     filled = np.zeros(len(ids), dtype=bool)
-    test_frames, fold_results = [], []
+    test_frames, fold_results, fold_test_logits = [], [], []
     for k, rows, valid_logits, test_logits, result in fold_outputs(exp, range(cfg["n_folds"]), ids):
         if (folds[rows] != k).any():
             raise UserError(f"{exp.fold(k)} was trained on other folds than {cfg['input_dir']}/folds.csv; "
@@ -36,6 +37,7 @@ def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):
         oof[rows], filled[rows] = valid_logits, True
         test_frames.append(logits_frame(comp.test_ids, test_logits, comp.classes, fold=k))
         fold_results.append(result)
+        fold_test_logits.append(test_logits)
     if not filled.all():
         raise UserError(f"{exp.root}: OOF logits are missing for {int((~filled).sum())} train rows")
     overall = score(comp.task, comp.y, oof)
@@ -45,7 +47,8 @@ def assemble(cfg, comp, folds, exp, metric, start_from, verbose=True):
                "init": start_from, "n_folds": cfg["n_folds"], "task": comp.task,
                "classes": [str(c) for c in comp.classes],
                "seconds": round(sum(r.get("seconds", 0) for r in fold_results), 1),
-               "pseudo_label": cfg.get("pseudo_label") or None}
+               "pseudo_label": cfg.get("pseudo_label") or None,
+               **distil_report(cfg, comp, fold_results, fold_test_logits)}
     write_json(exp.root / "metrics.json", metrics)
     if verbose:
         print_cv_table(cfg["name"], metrics, cfg["models_dir"])
@@ -59,6 +62,9 @@ def print_cv_table(name, metrics, models_dir="models"):
     for r in metrics["folds"]:
         print(f"{'fold ' + str(r['fold']):>10} " + " ".join(f"{r[k]:>10.4f}" for k in keys))
     print(f"{'overall':>10} " + " ".join(f"{metrics['scores'][k]:>10.4f}" for k in keys))
+    if metrics.get("test_scores"):  # distilled, with input/solution.csv (training/distil.py): trust this row
+        print(f"{'test file':>10} " + " ".join(f"{metrics['test_scores'].get(k, float('nan')):>10.4f}" for k in keys)
+              + "  (solution.csv; the distilled CV above leans optimistic)")
     baseline = Path(models_dir) / BASELINE / "metrics.json"
     if baseline.exists() and name != BASELINE:
         b = json.loads(baseline.read_text())["scores"]

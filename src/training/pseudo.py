@@ -26,18 +26,31 @@ def pseudo_settings(cfg):
     return merged("pseudo_label", cfg.get("pseudo_label") or {})
 
 
+ENSEMBLE_FILES = {"train": "fold-held-out OOF probabilities", "test": "test probabilities"}
+
+
+def read_ensemble_file(path, comp, rows, key):
+    """ensemble_oof.csv (`rows` "train") or ensemble_test.csv ("test") of src/ensemble.py: id + one column per class
+    (per target for a regression: its predictions), rows in train.csv or test.csv order, columns in class order.
+    A missing file, or one that does not match the competition, is one UserError naming `key`, the file and the fix."""
+    path, what = Path(path), ENSEMBLE_FILES[rows]
+    if not path.exists():
+        raise UserError(f"{key}: {path} not found; run python src/ensemble.py first (it writes the ensemble's "
+                        f"{what} there)")
+    df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    ids, classes = comp.train_ids if rows == "train" else comp.test_ids, [str(c) for c in comp.classes]
+    if list(df.columns) != ["id"] + classes or len(df) != len(ids) or set(df["id"]) != set(ids):
+        raise UserError(f"{key}: {path} does not match this competition's {rows} ids and classes; "
+                        f"rerun python src/ensemble.py")
+    values = df.set_index("id").loc[ids, classes].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(values).all():
+        raise UserError(f"{key}: {path} holds missing, non-numeric or infinite values; rerun python src/ensemble.py")
+    return values
+
+
 def read_source(path, comp):
     """The ensemble's test probabilities in test.csv order, columns in class order."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"pseudo_label: {path} not found; run python src/ensemble.py first (it writes the ensemble's "
-                        f"test probabilities there)")
-    df = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    classes = [str(c) for c in comp.classes]
-    if list(df.columns) != ["id"] + classes or set(df["id"]) != set(comp.test_ids):
-        raise UserError(f"pseudo_label: {path} does not match this competition's test ids and classes; "
-                        f"rerun python src/ensemble.py")
-    return df.set_index("id").loc[comp.test_ids, classes].to_numpy(np.float64)
+    return read_ensemble_file(path, comp, "test", "pseudo_label")
 
 
 def confidence(task, prob):

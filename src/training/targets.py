@@ -3,12 +3,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.distil import distil_loss
+
 REGRESSION_LOSSES = {"auto": nn.MSELoss, "mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss}
 
 
-def loss_function(task, name="auto"):
+def loss_function(task, name="auto", distil=None):
     """Cross-entropy (single-label), binary cross-entropy (multi-label), or for regression `loss` on the standardised
-    targets: MSE (auto), Huber or L1."""
+    targets: MSE (auto), Huber or L1. With `distil` (the config's group) a classification task gets DistillLoss
+    (training/distil.py), whose targets hold the teacher's probabilities beside the true labels."""
+    distilled = distil_loss(task, distil)
+    if distilled is not None:
+        return distilled
     if task == "regression":
         return REGRESSION_LOSSES[name]()
     return {"single": nn.CrossEntropyLoss, "multi": nn.BCEWithLogitsLoss}[task]()

@@ -1,6 +1,6 @@
 """The TF-IDF baseline: word and character n-gram TF-IDF (per field, with cross-field features, where the data YAML
-names fields) + logistic regression (ridge regression for regression targets), fitted per fold on the shared folds;
-the classical reference for every CV figure."""
+names fields) + logistic regression (ridge regression for regression targets), fitted per fold on the shared folds
+and saved per fold as plain data (training/tfidf_state.py); the classical reference for every CV figure."""
 import time
 
 import numpy as np
@@ -14,6 +14,7 @@ from core.artifacts import ExperimentDir, FolderLock, write_yaml
 from training.experiment import check_same_settings, prepare
 from training.oof import assemble
 from training.tfidf_fields import baseline_inputs, field_features, text_features
+from training.tfidf_state import save_state
 
 def tfidf_model(task, C, max_features, columns=None):
     """Word + character n-gram TF-IDF of the text, or with fields one pair of vectorisers per field plus cross-field
@@ -47,6 +48,8 @@ def run_baseline(cfg):
 
 
 def train_baseline(cfg, comp, folds, metric, exp):
+    """Each fold not done yet: fitted on the other folds, its model saved as fold<k>/tfidf.json + tfidf.npz
+    (training/tfidf_state.py: what prediction and bundles read instead of refitting), then its logits and result."""
     check_same_settings(exp, cfg)
     write_yaml(exp.root / "config.yaml", cfg)
     train_texts, test_texts = baseline_inputs(comp.inputs("train")), baseline_inputs(comp.inputs("test"))
@@ -56,6 +59,7 @@ def train_baseline(cfg, comp, folds, metric, exp):
         started = time.time()
         va = np.flatnonzero(folds == k)
         model = fold_model(cfg, comp, folds, k)
+        save_state(model, exp.fold(k))
         valid_logits = predict_texts(model, comp, take(train_texts, va))
         test_logits = predict_texts(model, comp, test_texts)
         scores = score(comp.task, comp.y[va], valid_logits)

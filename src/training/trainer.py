@@ -130,7 +130,7 @@ class FoldTrainer:
                      lengths=np.array([sequence_length(r) for r in train_rows]), batches_per_epoch=batches_per_epoch,
                      total=total, optimizer=optimizer, scheduler=build_scheduler(optimizer, cfg, total),
                      scaler=torch.amp.GradScaler(enabled=self.dtype == torch.float16),
-                     loss_fn=loss_function(self.task, cfg.get("loss", "auto")))
+                     loss_fn=loss_function(self.task, cfg.get("loss", "auto"), cfg.get("distil")))
         self.ddp = wrap(model, device, lambda m: m(**to_device(self.collate(train_rows[:2]), device)).float().sum())
         for hook in self.hooks:
             run.position = hook.on_fit_start(self, run) or run.position
