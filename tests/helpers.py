@@ -77,3 +77,21 @@ def tiny_bert(layers=4):
     torch.manual_seed(0)
     return load_backbone(BertConfig(vocab_size=50, hidden_size=TINY_HIDDEN, num_hidden_layers=layers,
                                     num_attention_heads=2, intermediate_size=32))
+
+
+def run_recording(monkeypatch, cfg, comp, trainer):
+    """Runs the experiment of `cfg` with `trainer` (a class recording its fit calls in `trainer.calls`) in place of
+    FoldTrainer and no model. Returns {id(row): (split, id)} for every tokenised train and test row, to tell which
+    rows a fold trained on."""
+    from training import experiment, inputs
+    made = []
+    real_encode = inputs.encode_rows
+    monkeypatch.setattr(inputs, "encode_rows", lambda *a, **k: made.append(real_encode(*a, **k)) or made[-1])
+    monkeypatch.setattr(experiment, "FoldTrainer", trainer)
+    monkeypatch.setattr(experiment, "build_model", lambda *a: None)
+    trainer.calls = []
+    experiment.run_experiment(cfg)
+    train_rows, test_rows = made
+    owner = {id(r): ("train", comp.train_ids[i]) for i, r in enumerate(train_rows)}
+    owner.update({id(r): ("test", comp.test_ids[i]) for i, r in enumerate(test_rows)})
+    return owner

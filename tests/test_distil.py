@@ -17,10 +17,10 @@ from blending.blender import run_ensemble
 from competition.data import load_competition
 from core.config import load_config
 from core.errors import UserError
-from helpers import write_competition
+from helpers import run_recording, write_competition
 from model.swap import SwapViews, augmented
 from test_ensemble import make_comp, write_experiment
-from training import distil, experiment, inputs
+from training import distil
 from training.distil import DISTILLED_SKIP, DistillLoss, load_teacher, soft_targets
 from training.targets import TargetScale, loss_function
 
@@ -72,17 +72,7 @@ def test_each_fold_trains_on_the_teacher_rows_of_its_own_training_ids(tmp_path, 
                              f"distil.test={tmp_path / 'sub' / 'ensemble_test.csv'}"])
     cfg.update(input_dir=str(tmp_path / "input"), models_dir=str(tmp_path / "models"),
                data_config=str(tmp_path / "none.yaml"), name="student")
-    made = []
-    real_encode = inputs.encode_rows
-    monkeypatch.setattr(inputs, "encode_rows", lambda *a, **k: made.append(real_encode(*a, **k)) or made[-1])
-    monkeypatch.setattr(experiment, "FoldTrainer", RecordingTrainer)
-    monkeypatch.setattr(experiment, "build_model", lambda *a: None)
-    RecordingTrainer.calls = []
-    experiment.run_experiment(cfg)
-
-    train_rows, test_rows = made
-    owner = {id(r): ("train", comp.train_ids[i]) for i, r in enumerate(train_rows)}
-    owner.update({id(r): ("test", comp.test_ids[i]) for i, r in enumerate(test_rows)})
+    owner = run_recording(monkeypatch, cfg, comp, RecordingTrainer)
     folds = pd.read_csv(tmp_path / "input" / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
     label = dict(zip(comp.train_ids, comp.y))
     assert len(RecordingTrainer.calls) == 3

@@ -6,8 +6,8 @@ import pytest
 from competition.data import load_competition
 from core.config import load_config
 from core.errors import UserError
-from helpers import write_competition
-from training import experiment, inputs, pseudo
+from helpers import run_recording, write_competition
+from training import pseudo
 from training.targets import TargetScale
 
 
@@ -68,17 +68,7 @@ def test_pseudo_labels_join_training_rows_and_never_a_validation_fold(tmp_path, 
     frame.insert(0, "id", comp.test_ids)
     frame.to_csv(tmp_path / "ensemble_test.csv", index=False)
 
-    made = []
-    real_encode = inputs.encode_rows
-    monkeypatch.setattr(inputs, "encode_rows", lambda *a, **k: made.append(real_encode(*a, **k)) or made[-1])
-    monkeypatch.setattr(experiment, "FoldTrainer", RecordingTrainer)
-    monkeypatch.setattr(experiment, "build_model", lambda *a: None)
-    RecordingTrainer.calls = []
-    experiment.run_experiment(cfg)
-
-    train_rows, test_rows = made
-    owner = {id(r): ("train", comp.train_ids[i]) for i, r in enumerate(train_rows)}
-    owner.update({id(r): ("test", comp.test_ids[i]) for i, r in enumerate(test_rows)})
+    owner = run_recording(monkeypatch, cfg, comp, RecordingTrainer)
     folds = pd.read_csv(tmp_path / "input" / "folds.csv", dtype={"id": str}).set_index("id")["fold"]
     confident = set(np.array(comp.test_ids)[prob.max(1) >= 0.9])
     assert len(RecordingTrainer.calls) == 3 and confident
