@@ -140,7 +140,7 @@ def solution_truth(comp, path):
     """The test answers from the competition folder's solution.csv, or None where it has none for every test id."""
     try:
         return test_truth(comp, path) if path.exists() else None
-    except (KeyError, ValueError, IndexError):
+    except (KeyError, ValueError, IndexError, UserError):
         print(f"note: {path} does not answer every test row; no test column")
         return None
 
