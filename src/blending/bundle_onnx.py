@@ -7,13 +7,10 @@ from pathlib import Path
 
 import torch
 
-from blending.fold_models import FoldModels, architecture_of, predict_settings, settled
-from model.backbones import load_tokenizer, resolve_backbone
-from model.fields import input_encoder
+from blending.fold_models import FoldModels, encoded, predict_settings, settled
+from model.backbones import resolve_backbone
 from model.onnx_export import ONNX_FILES, check_exportable, compare, export_fold, quantize_int8, quantised_operators
 from model.onnx_runtime import OnnxClassifier
-from model.swap import encode_rows
-from training.batching import Collator
 from training.prediction import predict_logits
 
 CHECK_ROWS = 64
@@ -38,11 +35,8 @@ class FoldExporter:
     def prepare(self):
         """The check rows tokenised as the experiment tokenises, and its fold models (LoRA: the base loaded once)."""
         backbone = resolve_backbone(self.cfg["backbone"])
-        tokenizer = load_tokenizer(backbone)
-        texts = check_rows(self.comp)
-        encoder = input_encoder(tokenizer, self.cfg, texts, architecture_of(backbone))
-        self.rows = encode_rows(encoder, texts, self.cfg, f"tokenise check rows for {self.name}")
-        self.collate = Collator(tokenizer.pad_token_id, False, self.cfg["pad_to_multiple_of"], self.cfg["max_len"])
+        self.rows, self.collate = encoded(self.cfg, backbone, check_rows(self.comp),
+                                          f"tokenise check rows for {self.name}")
         self.folds = FoldModels(Path(self.models_dir) / self.name, self.cfg, backbone, self.n_classes,
                                 torch.device("cpu"))
 

@@ -62,11 +62,8 @@ def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=N
     device = device or pick_device()
     cfg = predict_settings(settled(cfg, results))
     backbone = str(Path(base) / cfg["backbone"]) if base else resolve_backbone(cfg["backbone"])
-    tokenizer = load_tokenizer(backbone)
-    encoder = input_encoder(tokenizer, cfg, texts, architecture_of(backbone))
-    rows = for_prediction(encode_rows(encoder, texts, cfg, f"tokenise for {name}"), cfg)
-    collate = Collator(tokenizer.pad_token_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"],
-                       cfg["max_len"])
+    rows, collate = encoded(cfg, backbone, texts, f"tokenise for {name}")
+    rows = for_prediction(rows, cfg)
     folds = FoldModels(Path(models_dir) / name, cfg, backbone, n_classes, device)
     out = []
     for k, result in enumerate(results):
@@ -77,6 +74,15 @@ def fold_logits(models_dir, name, cfg, results, texts, n_classes, task, device=N
         if on_fold:
             on_fold(time.time() - started)
     return out
+
+
+def encoded(cfg, backbone, texts, desc):
+    """(model inputs of `texts` as the experiment tokenises them, the collator that batches them)."""
+    tokenizer = load_tokenizer(backbone)
+    encoder = input_encoder(tokenizer, cfg, texts, architecture_of(backbone))
+    collate = Collator(tokenizer.pad_token_id, cfg["truncation"] == "hierarchical", cfg["pad_to_multiple_of"],
+                       cfg["max_len"])
+    return encode_rows(encoder, texts, cfg, desc), collate
 
 
 def architecture_of(backbone):
