@@ -7,7 +7,8 @@
 # skipped, so the same command continues.
 #   arxiv2007_archives (multi-label): the teacher is the title/body grid's joined-text minilm-l6 and splade-tiny rows
 #   (bench/fields.sh, STAGES=titles) + the TF-IDF baseline
-#   imdb5k: the teacher is minilm-l6 at max_len 256 + splade-tiny at auto + the TF-IDF baseline, trained here
+#   imdb5k: the teacher is minilm-l6 at max_len 128 + splade-tiny at auto + the TF-IDF baseline, trained here; the
+#   minilm-l6 student keeps max_len 128 (128 rather than 256 halves the two minilm-l6 runs to fit one session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -32,10 +33,10 @@ train() {  # data-set name, config, name, extra --set items
   $PY src/train.py "$2" --set name="$3" input_dir="$w/input" models_dir="$w/models" \
     data_config="$w/input/data.yaml" n_folds=5 "${@:4}"
 }
-student() {  # data-set name, config of the teacher row it copies, student name
+student() {  # data-set name, config of the teacher row it copies, student name, extra --set items
   local w="$WORK/$1"
   $PY src/distil.py "$2" --set name="$3" input_dir="$w/input" models_dir="$w/models" data_config="$w/input/data.yaml" \
-    distil.oof="$w/submissions/ensemble_oof.csv" distil.test="$w/submissions/ensemble_test.csv"
+    distil.oof="$w/submissions/ensemble_oof.csv" distil.test="$w/submissions/ensemble_test.csv" "${@:4}"
 }
 teacher() {
   $PY src/ensemble.py $(args "$1") --submissions-dir "$WORK/$1/submissions"
@@ -43,6 +44,7 @@ teacher() {
 
 for set in $SETS; do
   w="$WORK/$set"
+  minilm_len=()
   if [ "$set" = arxiv2007_archives ]; then
     inputs "$set" "$FIELDS/$set/input"
     for row in "$FIELDS/$set"/*-titles/joined/; do  # the joined-text rows: one data YAML for the whole ensemble
@@ -53,14 +55,15 @@ for set in $SETS; do
     joined_splade="$FIELDS/$set/splade-tiny-titles/joined/config.yaml"
   else
     inputs "$set" "$SHARED/$set"
-    train "$set" configs/minilm-l6.yaml minilm-l6 max_len=256
+    minilm_len=(max_len=128)
+    train "$set" configs/minilm-l6.yaml minilm-l6 "${minilm_len[@]}"
     train "$set" configs/splade-tiny.yaml splade-tiny max_len=auto
     joined_minilm=configs/minilm-l6.yaml
     joined_splade=configs/splade-tiny.yaml
   fi
   $PY src/baseline.py --set input_dir="$w/input" models_dir="$w/models" data_config="$w/input/data.yaml" n_folds=5
   teacher "$set"
-  student "$set" "$joined_minilm" minilm-l6-student
+  student "$set" "$joined_minilm" minilm-l6-student ${minilm_len[@]+"${minilm_len[@]}"}
   student "$set" "$joined_splade" splade-tiny-student
   $PY bench/distil_report.py --work "$w" --solution "$SHARED/$set/solution.csv" \
     --students minilm-l6-student,splade-tiny-student | tee "$w/distil_report.md"

@@ -96,18 +96,20 @@ def probe_inputs(batch, token_types):
     return out
 
 
-def quantize_int8(source, target):
+def quantize_int8(source, target, per_channel=True, op_types=("MatMul", "Gather")):
     """Dynamic int8 quantisation of the graph's MatMul weights and embedding tables (Gather; onnxruntime.quantization
     quantize_dynamic): splade-tiny's graph 17.8 -> 4.7 MB where MatMul alone gave 16.6 MB, its word embeddings being
-    most of it; labels of 199 of 200 random rows as fp32 either way. The exporter's intermediate shape annotations (value_info) go first: the quantiser's shape inference disagrees with
-    some of them and stops."""
+    most of it. One scale per output channel rather than per tensor: on minilm-l6's mean-pooled embeddings of 96 arxiv
+    texts the int8 graph's relative error fell from 0.34 to 0.11 (cosine to fp32 at least 0.99 against 0.90) at the
+    same speed and size (bench/int8_fidelity.py). The exporter's intermediate shape annotations (value_info) go first:
+    the quantiser's shape inference disagrees with some of them and stops."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     graph = onnx.load(str(source))
     del graph.graph.value_info[:]
     with quiet_export():
-        quantize_dynamic(graph, str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
-                         use_external_data_format=Path(str(source) + ".data").exists())
+        quantize_dynamic(graph, str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                         per_channel=per_channel, use_external_data_format=Path(str(source) + ".data").exists())
 
 
 def quantised_operators(path):
