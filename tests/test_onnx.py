@@ -95,3 +95,12 @@ def test_what_cannot_export_is_refused_with_one_line():
     with pytest.raises(UserError, match="QLoRA.*without --onnx"):
         check_exportable({"truncation": "head", "quantize": "4bit"}, "gemma")
     check_exportable({"truncation": "head_tail", "quantize": "none"}, "fine")  # head, tail, head_tail export
+
+
+def test_int8_agreement_counts_label_decisions_for_multi_label_and_none_for_regression():
+    torch_logits = np.array([[2.0, -1.0, 0.5], [0.3, 0.2, -2.0]])
+    onnx_logits = np.array([[1.9, 0.1, 0.4], [0.2, 0.3, -2.1]])  # one of six 0/1 decisions flips; top labels flip once
+    assert compare(torch_logits, onnx_logits, "multi")[1] == pytest.approx(5 / 6)
+    assert compare(torch_logits, onnx_logits)[1] == pytest.approx(0.5)
+    diff, agree = compare(torch_logits[:, :1], onnx_logits[:, :1], "regression")
+    assert agree is None and diff == pytest.approx(0.1)

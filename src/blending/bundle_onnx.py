@@ -1,7 +1,8 @@
 """The fold models of a bundle as ONNX graphs (src/package.py --onnx [--int8]; model/onnx_export.py): each fold's
 torch model is rebuilt from its weights, exported, checked against torch on the first training rows, and with int8
 quantised; the bundle keeps the graph it predicts from and no torch weights. Prints, per fold, the file size, the
-largest logit difference from torch and how many of the check rows keep their label."""
+largest logit difference from torch and how many of the check rows keep their label (multi-label: their 0/1
+decisions per label)."""
 import time
 from pathlib import Path
 
@@ -62,9 +63,11 @@ class FoldExporter:
             int8 = Path(fold_dir) / ONNX_FILES["int8"]
             quantize_int8(fp32, int8)
             ops = quantised_operators(int8)
-            _, agree = compare(reference, self.logits(OnnxClassifier(int8, self.n_classes)))
-            line += (f"; int8 {size_mb(int8):.1f} MB ({', '.join(ops) or 'no int8 operator'}), labels of "
-                     f"{agree:.0%} of {len(self.rows)} training rows as torch")
+            diff, agree = compare(reference, self.logits(OnnxClassifier(int8, self.n_classes)), self.comp.task)
+            kept = {"single": f"labels of {agree:.0%}", "multi": f"0/1 label decisions of {agree:.0%}"}.get(
+                self.comp.task, f"max |prediction - torch| {diff:.2g}")
+            line += (f"; int8 {size_mb(int8):.1f} MB ({', '.join(ops) or 'no int8 operator'}), {kept} of "
+                     f"{len(self.rows)} training rows as torch")
             for f in (fp32, Path(str(fp32) + ".data")):
                 f.unlink(missing_ok=True)
         return line + f" ({time.time() - started:.0f}s)"

@@ -119,8 +119,14 @@ def quantised_operators(path):
     return sorted({n.op_type for n in graph.node if "Integer" in n.op_type or "Quantize" in n.op_type})
 
 
-def compare(torch_logits, onnx_logits):
-    """(largest absolute logit difference, share of rows whose top label agrees)."""
-    diff = float(np.abs(torch_logits - onnx_logits).max()) if torch_logits.size else 0.0
-    agree = float(np.mean(torch_logits.argmax(1) == onnx_logits.argmax(1))) if torch_logits.size else 1.0
-    return diff, agree
+def compare(torch_logits, onnx_logits, task="single"):
+    """(largest absolute logit difference, share of decisions that agree): single-label, the rows' top labels;
+    multi-label, every row's 0/1 decision per label (logit above 0); regression, None (no label to keep)."""
+    if not torch_logits.size:
+        return 0.0, 1.0
+    diff = float(np.abs(torch_logits - onnx_logits).max())
+    if task == "regression":
+        return diff, None
+    if task == "multi":
+        return diff, float(np.mean((torch_logits > 0) == (onnx_logits > 0)))
+    return diff, float(np.mean(torch_logits.argmax(1) == onnx_logits.argmax(1)))
