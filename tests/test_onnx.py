@@ -80,6 +80,9 @@ def test_int8_holds_quantised_operators_is_small_and_keeps_the_labels(tmp_path):
     export_fold(model, tmp_path / "model.onnx", batch(rows(2, 0)))
     quantize_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx")
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= set(quantised_operators(tmp_path / "model.int8.onnx"))
+    import onnx
+    scales = [i for i in onnx.load(str(tmp_path / "model.int8.onnx")).graph.initializer if i.name.endswith("_scale")]
+    assert any(len(i.dims) == 1 and i.dims[0] > 1 for i in scales)  # per channel: one scale per output column
     fp32_size = sum(p.stat().st_size for p in tmp_path.glob("model.onnx*"))
     assert (tmp_path / "model.int8.onnx").stat().st_size <= 0.4 * fp32_size
     b = batch(rows(300, 5, vocab=60, longest=40))
