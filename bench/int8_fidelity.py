@@ -1,6 +1,6 @@
 """How faithful each int8 form of a backbone's ONNX graph is to fp32 (model/onnx_export.quantize_int8's choice of
-per-channel scales): the graph is the backbone with mean pooling (no trained head needed), exported as package.py
---onnx exports, then quantised per tensor or per channel, with and without the embedding tables. Prints, per form,
+per-channel scales): the graph is the project's classifier with mean pooling and no head (no trained head needed),
+exported by package.py --onnx's export_fold, then quantised per tensor or per channel, with and without the embedding tables. Prints, per form,
 the cosine similarity and relative error of the pooled embeddings against torch fp32 on real texts, onnxruntime's
 rows/s on one batch (the fastest of three runs) and the file size.
 
@@ -18,26 +18,14 @@ import torch
 from benchkit import machine
 
 from model.backbones import load_tokenizer, resolve_backbone  # noqa: E402
-from model.onnx_export import OPSET, quantize_int8, quiet_export  # noqa: E402
+from model.modeling import TextClassifier  # noqa: E402
+from model.onnx_export import export_fold, quantize_int8  # noqa: E402
 from model.onnx_runtime import session  # noqa: E402
 
 FORMS = {"fp32": None, "int8 per tensor, MatMul + Gather": dict(per_channel=False),
          "int8 per tensor, MatMul": dict(per_channel=False, op_types=("MatMul",)),
          "int8 per channel, MatMul + Gather (package.py)": dict(per_channel=True),
          "int8 per channel, MatMul": dict(per_channel=True, op_types=("MatMul",))}
-
-
-class Pooled(torch.nn.Module):
-    def __init__(self, path):
-        super().__init__()
-        from transformers import AutoModel
-        self.backbone = AutoModel.from_pretrained(path)
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
 
 
 def main():
@@ -54,19 +42,17 @@ def main():
     enc = load_tokenizer(path)(texts, max_length=args.max_len, truncation=True, padding=True, return_tensors="pt",
                                return_token_type_ids=True)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    model = Pooled(path).eval()
+    model = TextClassifier(path, 1, pooling="mean").eval()
+    model.classifier = torch.nn.Identity()  # the pooled embeddings: no trained head needed
     with torch.no_grad():
-        ref = model(*(enc[n] for n in names)).numpy()
+        ref = model(**{n: enc[n] for n in names}).numpy()
     feed = {n: enc[n].numpy() for n in names}
     print(f"{args.backbone}, {len(texts)} rows of {args.data} at max_len {args.max_len}; {machine()}")
     print("| form | cosine to fp32, min | mean | relative error, mean | rows/s (one batch, best of 3) | file |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp, "fp32.onnx")
-        with quiet_export(), torch.no_grad():
-            torch.onnx.export(model, tuple(enc[n] for n in names), str(fp32), input_names=names,
-                              output_names=["logits"], dynamic_shapes={n: {0: "batch", 1: "length"} for n in names},
-                              opset_version=OPSET, dynamo=True, external_data=False)
+        export_fold(model, fp32, {n: enc[n][:2] for n in names})
         for i, (form, options) in enumerate(FORMS.items()):
             file = fp32 if options is None else Path(tmp, f"int8-{i}.onnx")
             if options is not None:

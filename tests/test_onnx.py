@@ -107,3 +107,10 @@ def test_int8_agreement_counts_label_decisions_for_multi_label_and_none_for_regr
     assert compare(torch_logits, onnx_logits)[1] == pytest.approx(0.5)
     diff, agree = compare(torch_logits[:, :1], onnx_logits[:, :1], "regression")
     assert agree is None and diff == pytest.approx(0.1)
+
+
+def test_the_int8_line_says_what_each_task_kept():
+    from blending.bundle_onnx import int8_kept
+    assert int8_kept(0.2, 0.97, "single") == "labels of 97%"
+    assert int8_kept(0.2, 0.5, "multi") == "0/1 label decisions of 50%"
+    assert int8_kept(0.0123, None, "regression") == "max |prediction - torch| 0.012"  # no agreement to format

@@ -63,14 +63,21 @@ class FoldExporter:
             int8 = Path(fold_dir) / ONNX_FILES["int8"]
             quantize_int8(fp32, int8)
             ops = quantised_operators(int8)
-            diff, agree = compare(reference, self.logits(OnnxClassifier(int8, self.n_classes)), self.comp.task)
-            kept = {"single": f"labels of {agree:.0%}", "multi": f"0/1 label decisions of {agree:.0%}"}.get(
-                self.comp.task, f"max |prediction - torch| {diff:.2g}")
+            kept = int8_kept(*compare(reference, self.logits(OnnxClassifier(int8, self.n_classes)), self.comp.task),
+                             self.comp.task)
             line += (f"; int8 {size_mb(int8):.1f} MB ({', '.join(ops) or 'no int8 operator'}), {kept} of "
                      f"{len(self.rows)} training rows as torch")
             for f in (fp32, Path(str(fp32) + ".data")):
                 f.unlink(missing_ok=True)
         return line + f" ({time.time() - started:.0f}s)"
+
+
+def int8_kept(diff, agree, task):
+    """What the int8 graph kept of torch's predictions, in words: labels, 0/1 label decisions, or (regression) how
+    far its predictions moved."""
+    if task == "regression":
+        return f"max |prediction - torch| {diff:.2g}"
+    return f"{'0/1 label decisions' if task == 'multi' else 'labels'} of {agree:.0%}"
 
 
 def size_mb(path):
