@@ -6,9 +6,12 @@ CV mean +- std over folds, wall time, and the paper's IMDb figure beside the row
 
 Finished experiments are skipped and half-finished ones resume, so the same command continues a stopped grid.
 Work goes to models/ablate/<data>/ (input/ links the competition's CSVs and holds its folds.csv); the table to
-docs/ablations/<data>-<backbone>-<grid>.md and, where docs/experiments.md has the table's markers, there too.
+docs/ablations/<data>-<backbone>-<grid>.md and, where docs/experiments.md has the table's markers, there too. Each
+finished row's figures are also kept in docs/ablations/<data>-<backbone>-<grid>.json, so that a later session on a
+fresh clone (no models/) still tables them; a row is recalled only while its settings are unchanged.
 """
 import argparse
+import json
 import re
 import shlex
 import sys
@@ -169,10 +172,44 @@ def length_facts(cfg, comp):
             "longer": float((lengths > budget).mean()), "longer_than_chunks": float((lengths > budget * cfg["max_chunks"]).mean())}
 
 
+def read_settings(path):
+    return (yaml.safe_load(Path(path).read_text()) or {}) if Path(path).exists() else {}
+
+
 def ran_on(exp):
     """The machine a finished row trained on, as recorded when it ran (this machine where nothing was recorded)."""
     path = exp.root / "ablate_machine.txt"
     return path.read_text().strip() if path.exists() else machine()
+
+
+PATH_KEYS = ("name", "input_dir", "models_dir", "data_config")
+
+
+def row_signature(cfg, folds, data_settings):
+    """What a row's figures depend on: its resolved training settings (paths aside), its folds and its data.yaml."""
+    settings = {k: v for k, v in cfg.items() if k not in PATH_KEYS}
+    return json.loads(json.dumps({"settings": settings, "folds": list(folds), "data": data_settings},
+                                 sort_keys=True, default=str))
+
+
+class RowRecords:
+    """Finished rows' figures kept beside the table (<out>/<key>.json, committed with it), so that a table keeps its
+    measured rows when models/ is gone (a fresh clone): a row with no finished folds here is read from its record
+    when the record was made with the same signature (row_signature), and shown as not run otherwise."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def recall(self, row, signature):
+        rec = self.rows.get(row)
+        if not rec or rec["signature"] != signature:
+            return None, None
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in rec["summary"].items()}, rec["machine"]
+
+    def keep(self, row, signature, summary, machine_name):
+        self.rows[row] = {"signature": signature, "summary": summary, "machine": machine_name}
+        write_text(self.path, json.dumps(self.rows, indent=1, sort_keys=True) + "\n")
 
 
 def table(grid, rows, summaries, keys, command, header, text_columns=()):
@@ -258,7 +295,9 @@ def main():
               f"{facts['p90_tokens']}; {facts['longer']:.0%} longer than max_len {first['max_len']}, "
               f"{facts['longer_than_chunks']:.0%} longer than {first['max_chunks']} chunks of it.")
     print(header, flush=True)
-    summaries = {}
+    key = f"{data_name}-{args.backbone}-{args.grid}"
+    records = RowRecords(Path(args.out) / f"{key}.json")
+    summaries, machines = {}, {}
     for r in rows:
         exp = ExperimentDir(models_dir, r)
         if fold_summary(exp, folds, keys) is None and not args.table_only:
@@ -271,17 +310,22 @@ def main():
                 run_experiment(cfgs[r], folds, verbose=False)
             print(f"== {r} took {time.time() - started:.0f}s", flush=True)
         summaries[r] = fold_summary(exp, folds, keys)
+        signature = row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"]))
         if summaries[r] is not None:
             summaries[r]["test"] = solution_score(exp, folds, comp, truth, metric)
+            machines[r] = ran_on(exp)
+            records.keep(r, signature, summaries[r], machines[r])
+        else:
+            summaries[r], machines[r] = records.recall(r, signature)
+            if summaries[r] is not None:
+                print(f"{r}: not in {models_dir}; its figures are read from {records.path} (measured on {machines[r]})")
     summaries[REFERENCE] = tfidf_reference(first, folds, keys)
     if summaries[REFERENCE] is not None:
         summaries[REFERENCE]["test"] = solution_score(ExperimentDir(Path(input_dir).parent / "tfidf", BASELINE), folds,
                                                       comp, truth, metric)
-    machines = sorted({ran_on(ExperimentDir(models_dir, r)) for r in rows if summaries[r]})
-    header += f" Trained on {' and '.join(machines)}."
+    header += f" Trained on {' and '.join(sorted({machines[r] for r in rows if summaries[r]}))}."
     command = "python bench/ablate.py " + shlex.join(a for a in sys.argv[1:] if a != "--table-only")
     text = table(grid, rows, summaries, keys, command, header, comp.text_columns)
-    key = f"{data_name}-{args.backbone}-{args.grid}"
     in_doc = publish(key, text, args.out, args.doc)
     print("\n" + text + f"\nwritten: {Path(args.out) / key}.md" + (f" and {args.doc}" if in_doc else ""))
 

@@ -1,4 +1,5 @@
 """bench/ablate.py: a named grid on a generated competition, resumed, its table published into a document."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,11 @@ def test_grid_runs_resumes_and_fills_the_document(tmp_path):
     doc = (tmp_path / "doc.md").read_text()
     assert doc.startswith("intro\n") and doc.endswith("<!-- end table -->\nend\n")
     assert "stale table" not in doc and table in doc
+    shutil.rmtree(tmp_path / "runs" / "comp" / "splade-tiny-tiny")  # models/ gone, as in a fresh clone
+    kept = ablate(tmp_path, "--table-only")
+    assert "not run" not in kept and rows["cls"] in kept and rows["mean"] in kept  # read from the committed record
+    changed = ablate(tmp_path, "--table-only", "--set", "max_len=16")
+    assert changed.count("| not run | not run |") == 2  # a record made with other settings is not reused
 
 
 FIELDS_GRID = """
