@@ -2,7 +2,7 @@
 # The one command.
 #   bash run.sh            set-up, (demo data if input/ is empty), folds, baseline, k-fold training, ensemble
 #   bash run.sh --force    the same, retraining every listed experiment from scratch
-#   bash run.sh test       the test suite (extra arguments go to pytest)
+#   bash run.sh test       the test suite, one worker per core (extra arguments go to pytest; TEST_WORKERS=0: serial)
 #   bash run.sh tune CONFIG --trials 20   Optuna search of lr / llrd_decay (see src/tune.py)
 #   bash run.sh predict --test FILE   the last ensemble on any test file, no retraining (src/predict.py)
 #   bash run.sh distil CONFIG         one student model trained on the last ensemble's predictions (src/distil.py)
@@ -120,7 +120,11 @@ main() {
 case "${1:-}" in
   setup) case "${2:-}" in ""|large|llm) ;; *) echo "usage: bash run.sh setup [large|llm]" >&2; exit 2 ;; esac
     setup; if [ -n "${2:-}" ]; then setup_extra "requirements-$2.txt"; fi ;;
-  test) shift; setup; "$PY" -m pytest -q "$@" ;;
+  test) shift; setup
+    # pytest-xdist: one worker per core (TEST_WORKERS=N to choose, 0 for none), each module's tests on one worker (its
+    # module fixtures built once), one torch thread a worker unless OMP_NUM_THREADS says otherwise
+    if [ "${TEST_WORKERS:-auto}" = 0 ]; then "$PY" -m pytest -q "$@"
+    else OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PY" -m pytest -q -n "${TEST_WORKERS:-auto}" --dist loadscope "$@"; fi ;;
   tune) shift; setup; "$PY" src/tune.py "$@" ;;
   predict) shift; setup; "$PY" src/predict.py "$@" ;;
   package) shift; setup; "$PY" src/package.py "$@" ;;
