@@ -55,8 +55,9 @@ def test_multilabel_columns_and_delimited_labels(tmp_path):
 def test_misspelt_column_suggests_closest(tmp_path):
     write_competition(tmp_path)
     (tmp_path / "data.yaml").write_text("text_columns: [titel, body]\n")
-    with pytest.raises(UserError, match=r"no column 'titel' \(did you mean 'title'"):
+    with pytest.raises(UserError, match=r"no column 'titel' \(did you mean 'title'.*set `text_columns:` in (\S+)") as e:
         load_competition(tmp_path, tmp_path / "data.yaml", verbose=False)
+    assert str(e.value).endswith(f"in {tmp_path / 'data.yaml'}")  # the YAML that was read, not always configs/
 
 
 def test_missing_file_and_duplicate_ids(tmp_path):

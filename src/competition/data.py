@@ -144,13 +144,15 @@ def read_table(path, sep, encoding, what):
     return df
 
 
-def require_columns(df, columns, path, key):
+def require_columns(df, columns, path, key, settings_path=None):
+    """Each column is in df, or one line naming the file, the column, close names and the data YAML key to set (in
+    the data YAML that was read, else configs/data.yaml)."""
     for col in columns:
         if col not in df.columns:
             close = difflib.get_close_matches(col, list(df.columns), n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
             raise UserError(f"{path}: no column '{col}'{hint}; columns are {list(df.columns)}; "
-                            f"set `{key}:` in configs/data.yaml")
+                            f"set `{key}:` in {settings_path or 'configs/data.yaml'}")
 
 
 def class_column_for(train, sample_columns, id_col):
@@ -205,17 +207,17 @@ def text_columns_of(s, settings_path, train, test, id_col, label_cols):
     side = s["feature_columns"] or []
     text_cols = ([f.column for f in fields] if fields else
                  s["text_columns"] or [c for c in test.columns if c != id_col and c not in label_cols + side])
-    require_columns(train, side, train_path, "feature_columns")
-    require_columns(test, side, test_path, "feature_columns")
+    require_columns(train, side, train_path, "feature_columns", settings_path)
+    require_columns(test, side, test_path, "feature_columns", settings_path)
     both = sorted(set(side) & set(text_cols) | set(side) & set(label_cols))
     if both:
         raise UserError(f"{where}: column '{both[0]}' is named in `feature_columns:` and as text or label; a column "
                         f"is one of the three")
     key = ("pair" if s["pair"] else "fields") if fields else "text_columns"
     if not text_cols:
-        raise UserError(f"{test_path}: no text column besides the id '{id_col}'; set `text_columns:` in configs/data.yaml")
-    require_columns(train, text_cols, train_path, key)
-    require_columns(test, text_cols, test_path, key)
+        raise UserError(f"{test_path}: no text column besides the id '{id_col}'; set `text_columns:` in {where}")
+    require_columns(train, text_cols, train_path, key, settings_path)
+    require_columns(test, text_cols, test_path, key, settings_path)
     return text_cols
 
 
@@ -232,15 +234,15 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
         if len(df) == 0:
             raise UserError(f"{path} has a header but no rows")
     id_col = s["id_column"] or sample.columns[0]
-    require_columns(sample, [id_col], sample_path, "id_column")
-    require_columns(train, [id_col], train_path, "id_column")
-    require_columns(test, [id_col], test_path, "id_column")
+    require_columns(sample, [id_col], sample_path, "id_column", settings_path)
+    require_columns(train, [id_col], train_path, "id_column", settings_path)
+    require_columns(test, [id_col], test_path, "id_column", settings_path)
     label_cols = s["label_columns"] or [c for c in sample.columns if c != id_col]
     if not label_cols:
         raise UserError(f"{sample_path}: needs an id column and at least one label column")
     if not s["label_columns"] and any(c not in train.columns for c in label_cols):
         label_cols = class_column_for(train, label_cols, id_col) or label_cols
-    require_columns(train, label_cols, train_path, "label_columns")
+    require_columns(train, label_cols, train_path, "label_columns", settings_path)
     text_cols = text_columns_of(s, settings_path, (train, train_path), (test, test_path), id_col, label_cols)
 
     for df, path in ((train, train_path), (test, test_path)):
@@ -257,7 +259,7 @@ def load_competition(input_dir="input", data_config="configs/data.yaml", verbose
     check_swap(s, field_list(s), classes, settings_path or "configs/data.yaml")
     groups = None
     if s["group_column"]:
-        require_columns(train, [s["group_column"]], train_path, "group_column")
+        require_columns(train, [s["group_column"]], train_path, "group_column", settings_path)
         groups = train[s["group_column"]].fillna("").values
     comp = Competition(
         train=train.reset_index(drop=True), test=test.reset_index(drop=True), sample=sample,
