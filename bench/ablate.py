@@ -212,6 +212,36 @@ class RowRecords:
         write_text(self.path, json.dumps(self.rows, indent=1, sort_keys=True) + "\n")
 
 
+def train_row(name, grid, row, cfg, exp, folds, keys):
+    """Trains a row's unfinished folds (a half-finished fold resumes); a finished row is left as it is."""
+    from training.experiment import run_experiment
+    if fold_summary(exp, folds, keys) is not None:
+        return
+    print(f"\n== {name} / {row}: {grid['rows'][row] or '(base)'}", flush=True)
+    started = time.time()
+    write_text(exp.root / "ablate_machine.txt", machine())
+    if (grid["rows"][row] or {}).get("baseline"):
+        tfidf_reference(cfg, folds, keys, exp.root.parent, row)
+    else:
+        run_experiment(cfg, folds, verbose=False)
+    print(f"== {row} took {time.time() - started:.0f}s", flush=True)
+
+
+def row_figures(exp, folds, keys, score, records, signature):
+    """(summary, machine) of a row: from its finished folds, scored on the test answers by `score(exp)` and kept in
+    the records; else from its record made with the same signature; else (None, None)."""
+    summary = fold_summary(exp, folds, keys)
+    if summary is not None:
+        summary["test"] = score(exp)
+        records.keep(exp.root.name, signature, summary, ran_on(exp))
+        return summary, ran_on(exp)
+    summary, machine_name = records.recall(exp.root.name, signature)
+    if summary is not None:
+        print(f"{exp.root.name}: not in {exp.root.parent}; its figures are read from {records.path} (measured on "
+              f"{machine_name})")
+    return summary, machine_name
+
+
 def table(grid, rows, summaries, keys, command, header, text_columns=()):
     lines = [f"`{command}`", "", header, ""]
     paper = any(r in grid["paper"] for r in rows)
@@ -267,7 +297,6 @@ def main():
     args = parser.parse_args()
 
     from competition.data import load_competition
-    from training.experiment import run_experiment
     from competition.metrics import DECISION_METRICS
     grid = load_grid(args.grid, args.grids)
     rows = args.rows.split(",") if args.rows else list(grid["rows"])
@@ -278,12 +307,12 @@ def main():
     input_dir = workspace(args.data, args.work)
     data_name = Path(args.data).resolve().name
     models_dir = Path(args.work) / data_name / f"{args.backbone}-{args.grid}"
-    cfgs = {r: row_config(config_path, grid, r, args.set, input_dir, models_dir) for r in rows}
+    cfgs = {r: row_config(config_path, grid, r, args.set, input_dir, models_dir) for r in grid["rows"]}
     first = cfgs[rows[0]]
     folds = parse_folds(args.folds, first["n_folds"]) or list(range(first["n_folds"]))
     comp = load_competition(input_dir, input_dir / "data.yaml", verbose=False)
     load_or_make_folds(comp, first["n_folds"], first["seed"], input_dir / "folds.csv")  # every row's folds
-    for r in rows:
+    for r in grid["rows"]:
         if (grid["rows"][r] or {}).get("data") is not None:
             row_input(input_dir, r, grid["rows"][r]["data"], comp.text_columns)
     keys = DECISION_METRICS[comp.task]
@@ -297,35 +326,23 @@ def main():
     print(header, flush=True)
     key = f"{data_name}-{args.backbone}-{args.grid}"
     records = RowRecords(Path(args.out) / f"{key}.json")
+    for r in [] if args.table_only else rows:
+        train_row(args.grid, grid, r, cfgs[r], ExperimentDir(models_dir, r), folds, keys)
     summaries, machines = {}, {}
-    for r in rows:
-        exp = ExperimentDir(models_dir, r)
-        if fold_summary(exp, folds, keys) is None and not args.table_only:
-            print(f"\n== {args.grid} / {r}: {grid['rows'][r] or '(base)'}", flush=True)
-            started = time.time()
-            write_text(exp.root / "ablate_machine.txt", machine())
-            if (grid["rows"][r] or {}).get("baseline"):
-                tfidf_reference(cfgs[r], folds, keys, models_dir, r)
-            else:
-                run_experiment(cfgs[r], folds, verbose=False)
-            print(f"== {r} took {time.time() - started:.0f}s", flush=True)
-        summaries[r] = fold_summary(exp, folds, keys)
-        signature = row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"]))
-        if summaries[r] is not None:
-            summaries[r]["test"] = solution_score(exp, folds, comp, truth, metric)
-            machines[r] = ran_on(exp)
-            records.keep(r, signature, summaries[r], machines[r])
-        else:
-            summaries[r], machines[r] = records.recall(r, signature)
-            if summaries[r] is not None:
-                print(f"{r}: not in {models_dir}; its figures are read from {records.path} (measured on {machines[r]})")
+    for r in grid["rows"]:  # the rows asked for, and every other row of the grid with figures here or on record
+        summaries[r], machines[r] = row_figures(
+            ExperimentDir(models_dir, r), folds, keys, lambda exp: solution_score(exp, folds, comp, truth, metric),
+            records, row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"])))
+    shown = [r for r in grid["rows"] if r in rows or summaries[r] is not None]
+    if set(shown) - set(rows):
+        header += f" Rows {', '.join(r for r in shown if r not in rows)}: figures of earlier runs of this grid."
     summaries[REFERENCE] = tfidf_reference(first, folds, keys)
     if summaries[REFERENCE] is not None:
         summaries[REFERENCE]["test"] = solution_score(ExperimentDir(Path(input_dir).parent / "tfidf", BASELINE), folds,
                                                       comp, truth, metric)
-    header += f" Trained on {' and '.join(sorted({machines[r] for r in rows if summaries[r]}))}."
+    header += f" Trained on {' and '.join(sorted({machines[r] for r in shown if summaries[r]}))}."
     command = "python bench/ablate.py " + shlex.join(a for a in sys.argv[1:] if a != "--table-only")
-    text = table(grid, rows, summaries, keys, command, header, comp.text_columns)
+    text = table(grid, shown, summaries, keys, command, header, comp.text_columns)
     in_doc = publish(key, text, args.out, args.doc)
     print("\n" + text + f"\nwritten: {Path(args.out) / key}.md" + (f" and {args.doc}" if in_doc else ""))
 

@@ -56,8 +56,9 @@ def test_grid_runs_resumes_and_fills_the_document(tmp_path):
     assert doc.startswith("intro\n") and doc.endswith("<!-- end table -->\nend\n")
     assert "stale table" not in doc and table in doc
     shutil.rmtree(tmp_path / "runs" / "comp" / "splade-tiny-tiny")  # models/ gone, as in a fresh clone
-    kept = ablate(tmp_path, "--table-only")
+    kept = ablate(tmp_path, "--table-only", "--rows", "cls")  # one row asked: the grid's others with figures show too
     assert "not run" not in kept and rows["cls"] in kept and rows["mean"] in kept  # read from the committed record
+    assert "Rows mean: figures of earlier runs of this grid." in kept
     changed = ablate(tmp_path, "--table-only", "--set", "max_len=16")
     assert changed.count("| not run | not run |") == 2  # a record made with other settings is not reused
 
