@@ -208,6 +208,8 @@ class RowRecords:
         return {k: tuple(v) if isinstance(v, list) else v for k, v in rec["summary"].items()}, rec["machine"]
 
     def keep(self, row, signature, summary, machine_name):
+        """Adds or replaces one row, read-modify-write: rows another run kept since this one started stay."""
+        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.rows[row] = {"signature": signature, "summary": summary, "machine": machine_name}
         write_text(self.path, json.dumps(self.rows, indent=1, sort_keys=True) + "\n")
 
