@@ -96,3 +96,14 @@ def test_rows_with_their_own_data_settings_share_the_folds_and_score_against_the
         test_score = float(rows[row].split(" | ")[5])
         assert 0.0 <= test_score <= 1.0, rows[row]
     assert out
+
+
+def test_records_kept_by_two_runs_of_one_grid_are_both_kept(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ablate import RowRecords
+    first, second = RowRecords(tmp_path / "t.json"), RowRecords(tmp_path / "t.json")  # both open before either keeps
+    first.keep("a", {"s": 1}, {"accuracy": (0.9, 0.01)}, "cpu")
+    second.keep("b", {"s": 2}, {"accuracy": (0.8, 0.02)}, "cpu")
+    again = RowRecords(tmp_path / "t.json")
+    assert again.recall("a", {"s": 1}) == ({"accuracy": (0.9, 0.01)}, "cpu")
+    assert again.recall("b", {"s": 2})[0] == {"accuracy": (0.8, 0.02)} and again.recall("b", {"s": 3}) == (None, None)
