@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import machine, test_truth, workspace  # noqa: E402
+from benchkit import RowRecords, machine, test_truth, workspace  # noqa: E402
 from core.artifacts import BASELINE, ExperimentDir, write_text  # noqa: E402
 from core.cli import parse_folds, run_cli  # noqa: E402
 from core.config import DEFAULTS, coerce, load_config, parse_value  # noqa: E402
@@ -190,28 +190,6 @@ def row_signature(cfg, folds, data_settings):
     settings = {k: v for k, v in cfg.items() if k not in PATH_KEYS}
     return json.loads(json.dumps({"settings": settings, "folds": list(folds), "data": data_settings},
                                  sort_keys=True, default=str))
-
-
-class RowRecords:
-    """Finished rows' figures kept beside the table (<out>/<key>.json, committed with it), so that a table keeps its
-    measured rows when models/ is gone (a fresh clone): a row with no finished folds here is read from its record
-    when the record was made with the same signature (row_signature), and shown as not run otherwise."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def recall(self, row, signature):
-        rec = self.rows.get(row)
-        if not rec or rec["signature"] != signature:
-            return None, None
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in rec["summary"].items()}, rec["machine"]
-
-    def keep(self, row, signature, summary, machine_name):
-        """Adds or replaces one row, read-modify-write: rows another run kept since this one started stay."""
-        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.rows[row] = {"signature": signature, "summary": summary, "machine": machine_name}
-        write_text(self.path, json.dumps(self.rows, indent=1, sort_keys=True) + "\n")
 
 
 def train_row(name, grid, row, cfg, exp, folds, keys):

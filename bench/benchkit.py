@@ -1,6 +1,6 @@
 """What several bench/ drivers share (a module, not a script): the machine a figure was measured on, a workspace
-linking a competition's files, worker subprocesses that print their result as one RESULT line, and the test answers
-of a solution.csv."""
+linking a competition's files, worker subprocesses that print their result as one RESULT line, the test answers
+of a solution.csv, and the records of finished ablation rows."""
 import json
 import os
 import platform
@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from core.artifacts import write_text  # noqa: E402
 from core.errors import UserError  # noqa: E402
 
 
@@ -64,3 +65,25 @@ def test_truth(comp, solution_path):
     """The solution's answers in test.csv order (competition/solution.py)."""
     from competition.solution import read_solution
     return read_solution(comp, solution_path)
+
+
+class RowRecords:
+    """Finished rows' figures kept beside the table (<out>/<key>.json, committed with it), so that a table keeps its
+    measured rows when models/ is gone (a fresh clone): a row with no finished folds here is read from its record
+    when the record was made with the same signature (ablate.py row_signature), and shown as not run otherwise."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def recall(self, row, signature):
+        rec = self.rows.get(row)
+        if not rec or rec["signature"] != signature:
+            return None, None
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in rec["summary"].items()}, rec["machine"]
+
+    def keep(self, row, signature, summary, machine_name):
+        """Adds or replaces one row, read-modify-write: rows another run kept since this one started stay."""
+        self.rows = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.rows[row] = {"signature": signature, "summary": summary, "machine": machine_name}
+        write_text(self.path, json.dumps(self.rows, indent=1, sort_keys=True) + "\n")

@@ -100,7 +100,7 @@ def test_rows_with_their_own_data_settings_share_the_folds_and_score_against_the
 
 def test_records_kept_by_two_runs_of_one_grid_are_both_kept(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
-    from ablate import RowRecords
+    from benchkit import RowRecords
     first, second = RowRecords(tmp_path / "t.json"), RowRecords(tmp_path / "t.json")  # both open before either keeps
     first.keep("a", {"s": 1}, {"accuracy": (0.9, 0.01)}, "cpu")
     second.keep("b", {"s": 2}, {"accuracy": (0.8, 0.02)}, "cpu")

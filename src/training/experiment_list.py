@@ -7,9 +7,13 @@ from core.config import load_config
 from core.errors import UserError
 from model.backbones import EXTRA_REQUIREMENTS
 
-# Training rows/s on the reference CPU (2-core AMD EPYC with avx512_bf16) by precision and max_len, from
-# bench/throughput.py --ways ours (README, Speed). Scaled by core count for a rough estimate; GPUs are far faster.
-CPU_ROWS_PER_S = {"mpnet-base": {"bf16": {128: 15.1, 512: 1.8}, "fp32": {128: 5.5, 512: 1.0}}}
+# Training rows/s on the reference CPU (2-core AMD EPYC with avx512_bf16) by precision and row length in tokens:
+# mpnet-base from bench/throughput.py --ways ours (README, Speed); smollm2-135m (LoRA r16, no gradient checkpointing,
+# which the config turns on: expect about a third longer) from the decoder grid of docs/experiments.md, section 6
+# (AG News rows of about 51 tokens, imdb5k at max_len 256). Scaled by core count for a rough estimate; GPUs are far
+# faster.
+CPU_ROWS_PER_S = {"mpnet-base": {"bf16": {128: 15.1, 512: 1.8}, "fp32": {128: 5.5, 512: 1.0}},
+                  "smollm2-135m": {"bf16": {51: 5.3, 256: 2.2}}}
 TOKENS_PER_WORD = 1.3  # word pieces per whitespace word in English text, roughly
 REFERENCE_CORES = 2
 
