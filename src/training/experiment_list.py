@@ -13,7 +13,7 @@ from model.backbones import EXTRA_REQUIREMENTS
 # (AG News rows of about 51 tokens, imdb5k at max_len 256). Scaled by core count for a rough estimate; GPUs are far
 # faster.
 CPU_ROWS_PER_S = {"mpnet-base": {"bf16": {128: 15.1, 512: 1.8}, "fp32": {128: 5.5, 512: 1.0}},
-                  "smollm2-135m": {"bf16": {51: 5.3, 256: 2.2}}}
+                  "smollm2-135m": {"bf16": {51: 5.3, 256: 1.9}}}
 TOKENS_PER_WORD = 1.3  # word pieces per whitespace word in English text, roughly
 REFERENCE_CORES = 2
 
