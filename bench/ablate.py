@@ -68,7 +68,7 @@ def row_input(input_dir, row, data, text_columns):
     """The input folder of a row with its own data settings: links to the shared input's files and its folds.csv
     (the same folds), and a data.yaml of the shared one's keys updated by the row's (null removes a key)."""
     base = Path(input_dir)
-    settings = yaml.safe_load((base / "data.yaml").read_text()) or {} if (base / "data.yaml").exists() else {}
+    settings = read_settings(base / "data.yaml")
     for key, value in resolve_columns(data, text_columns).items():
         if value is None:
             settings.pop(key, None)
@@ -213,8 +213,9 @@ def row_figures(exp, folds, keys, score, records, signature):
     summary = fold_summary(exp, folds, keys)
     if summary is not None:
         summary["test"] = score(exp)
-        records.keep(exp.root.name, signature, summary, ran_on(exp))
-        return summary, ran_on(exp)
+        machine_name = ran_on(exp)
+        records.keep(exp.root.name, signature, summary, machine_name)
+        return summary, machine_name
     summary, machine_name = records.recall(exp.root.name, signature)
     if summary is not None:
         print(f"{exp.root.name}: not in {exp.root.parent}; its figures are read from {records.path} (measured on "
