@@ -8,7 +8,8 @@ Finished experiments are skipped and half-finished ones resume, so the same comm
 Work goes to models/ablate/<data>/ (input/ links the competition's CSVs and holds its folds.csv); the table to
 docs/ablations/<data>-<backbone>-<grid>.md and, where docs/experiments.md has the table's markers, there too. Each
 finished row's figures are also kept in docs/ablations/<data>-<backbone>-<grid>.json, so that a later session on a
-fresh clone (no models/) still tables them; a row is recalled only while its settings are unchanged.
+fresh clone (no models/) still tables them and does not train them again (--retrain does, for their fold files); a
+row is recalled only while its settings are unchanged.
 """
 import argparse
 import json
@@ -207,6 +208,17 @@ def train_row(name, grid, row, cfg, exp, folds, keys):
     print(f"== {row} took {time.time() - started:.0f}s", flush=True)
 
 
+def on_record_only(exp, records, row, signature):
+    """True (and says so) for a row that finished in an earlier session, on record with these settings, whose
+    experiment folder is gone (a fresh clone): it is not trained again unless --retrain asks. A row with a folder
+    here trains or resumes as usual."""
+    if exp.root.exists() or records.recall(row, signature)[0] is None:
+        return False
+    print(f"== {row}: finished earlier with these settings (on record in {records.path}); not trained again. "
+          f"--retrain trains it, e.g. for the fold logits an ensemble blends", flush=True)
+    return True
+
+
 def row_figures(exp, folds, keys, score, records, signature):
     """(summary, machine) of a row: from its finished folds, scored on the test answers by `score(exp)` and kept in
     the records; else from its record made with the same signature; else (None, None)."""
@@ -273,6 +285,8 @@ def main():
     parser.add_argument("--grids", default=str(GRIDS), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "docs" / "ablations"), help="folder for the table")
     parser.add_argument("--doc", default=str(DOC), help="document whose table markers are filled")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train rows that are on record from an earlier session but whose folds are not here")
     parser.add_argument("--table-only", action="store_true",
                         help="train nothing: write the table of what is finished (the rest shows as not run)")
     args = parser.parse_args()
@@ -307,13 +321,15 @@ def main():
     print(header, flush=True)
     key = f"{data_name}-{args.backbone}-{args.grid}"
     records = RowRecords(Path(args.out) / f"{key}.json")
+    signatures = {r: row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"])) for r in grid["rows"]}
     for r in [] if args.table_only else rows:
-        train_row(args.grid, grid, r, cfgs[r], ExperimentDir(models_dir, r), folds, keys)
+        if args.retrain or not on_record_only(ExperimentDir(models_dir, r), records, r, signatures[r]):
+            train_row(args.grid, grid, r, cfgs[r], ExperimentDir(models_dir, r), folds, keys)
     summaries, machines = {}, {}
     for r in grid["rows"]:  # the rows asked for, and every other row of the grid with figures here or on record
         summaries[r], machines[r] = row_figures(
             ExperimentDir(models_dir, r), folds, keys, lambda exp: solution_score(exp, folds, comp, truth, metric),
-            records, row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"])))
+            records, signatures[r])
     shown = [r for r in grid["rows"] if r in rows or summaries[r] is not None]
     if set(shown) - set(rows):
         header += f" Rows {', '.join(r for r in shown if r not in rows)}: figures of earlier runs of this grid."

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tables and ensembles of docs/experiments.md section 6: the decoder grid's experiments (bench/decoders.sh)
 # blended by src/ensemble.py on their 3 folds, without SmolLM2 (minilm-l6 + the TF-IDF baseline) and with it (every
-# row), then the test accuracy of each submission against the data set's solution.csv.
+# row), then the test accuracy of each submission against the data set's solution.csv. It blends the rows whose fold
+# files are here: on a fresh clone, `RETRAIN=1 bash bench/decoders.sh` first (rows on record are otherwise skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

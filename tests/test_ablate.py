@@ -61,6 +61,9 @@ def test_grid_runs_resumes_and_fills_the_document(tmp_path):
     assert "Rows mean: figures of earlier runs of this grid." in kept
     changed = ablate(tmp_path, "--table-only", "--set", "max_len=16")
     assert changed.count("| not run | not run |") == 2  # a record made with other settings is not reused
+    again = ablate(tmp_path, "--rows", "cls")  # a fresh clone reruns the grid: the row on record is not trained again
+    assert "== tiny / cls" not in again and "not trained again" in again and rows["cls"] in again
+    assert "== tiny / cls" in ablate(tmp_path, "--rows", "cls", "--retrain")  # unless asked, for its fold files
 
 
 FIELDS_GRID = """
