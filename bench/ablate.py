@@ -323,8 +323,9 @@ def main():
     records = RowRecords(Path(args.out) / f"{key}.json")
     signatures = {r: row_signature(cfgs[r], folds, read_settings(cfgs[r]["data_config"])) for r in grid["rows"]}
     for r in [] if args.table_only else rows:
-        if args.retrain or not on_record_only(ExperimentDir(models_dir, r), records, r, signatures[r]):
-            train_row(args.grid, grid, r, cfgs[r], ExperimentDir(models_dir, r), folds, keys)
+        exp = ExperimentDir(models_dir, r)
+        if args.retrain or not on_record_only(exp, records, r, signatures[r]):
+            train_row(args.grid, grid, r, cfgs[r], exp, folds, keys)
     summaries, machines = {}, {}
     for r in grid["rows"]:  # the rows asked for, and every other row of the grid with figures here or on record
         summaries[r], machines[r] = row_figures(
